@@ -1,0 +1,59 @@
+# dktscore — every entry point installs what it needs, idempotently.
+# Caches live in gitignored folders: .venv (Python + the TensorFlow wheel),
+# .tflib (links to the wheel's C library and headers), .cache (downloads).
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+TF_WHEEL := tensorflow-cpu==2.18.1
+TFLIB := $(ROOT)/.tflib
+MODEL ?= models/dkt
+TEST_SPLIT := data/assistments/builder_test.csv
+
+# graft's cgo says `-ltensorflow` and includes "tensorflow/c/c_api.h"; .tflib
+# provides both from the wheel. The rpath makes bin/dktscore and go test
+# binaries run without LD_LIBRARY_PATH ($ORIGIN covers a moved checkout).
+export CGO_ENABLED := 1
+export CGO_CFLAGS := -I$(TFLIB)/include
+export CGO_LDFLAGS := -L$(TFLIB) -Wl,-rpath,$(TFLIB) -Wl,-rpath,$$ORIGIN/../.tflib
+# TensorFlow's C++ logging is noisy at INFO; keep warnings and errors.
+export TF_CPP_MIN_LOG_LEVEL ?= 1
+
+.PHONY: setup build run test test-go test-py model bench fuzz clean
+setup: $(TFLIB)/.ok
+
+$(VENV)/.ok: python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --cache-dir $(ROOT)/.cache/pip --upgrade pip
+	$(VENV)/bin/pip install -q --cache-dir $(ROOT)/.cache/pip -r python/requirements.txt
+	touch $@
+
+$(TFLIB)/.ok: $(VENV)/.ok
+	scripts/link-tensorflow $(VENV) $(TFLIB)
+	touch $@
+
+build: setup
+	go build -o bin/dktscore ./cmd/dktscore
+
+run: build
+	bin/dktscore inspect $(MODEL)
+	bin/dktscore score --model $(MODEL) --input $(TEST_SPLIT) --output out/builder_test.parquet
+
+test: build test-go test-py
+
+test-go: setup
+	go vet ./...
+	go test -race -count=1 ./...
+
+test-py: setup
+	cd python && $(PY) -m pytest -q
+
+model: setup
+	cd python && $(PY) -m dkt.train --train ../data/assistments/builder_train.csv \
+		--test ../$(TEST_SPLIT) --out ../models/dkt/1
+
+bench: build
+	go test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin out
