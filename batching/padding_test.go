@@ -1,0 +1,106 @@
+package batching
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPadToLongestContract(t *testing.T) {
+	const numSkills = 5
+	tests := []struct {
+		name    string
+		lengths []int
+	}{
+		{"one step", []int{1}},
+		{"single", []int{4}},
+		{"equal lengths", []int{3, 3, 3}},
+		{"ragged", []int{1, 5, 2, 4}},
+		{"longest first", []int{6, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			items := make([]Item, len(tc.lengths))
+			for i, n := range tc.lengths {
+				items[i] = seq(i, n, numSkills)
+			}
+			var pool bufferPool
+			b := padToLongest(&pool, numSkills, items, FlushDrain, t0)
+			checkContract(t, b, numSkills)
+			if got, want := b.ComputedSteps(), len(items)*b.Steps; got != want {
+				t.Errorf("ComputedSteps = %d, want %d", got, want)
+			}
+			sum := 0
+			for _, n := range tc.lengths {
+				sum += n
+			}
+			if b.RealSteps() != sum {
+				t.Errorf("RealSteps = %d, want %d", b.RealSteps(), sum)
+			}
+		})
+	}
+}
+
+// A released buffer comes back with whatever the consumer left in it; the
+// next, smaller batch must not show any of it at its padded steps.
+func TestPaddingAfterReleaseHasNoStaleData(t *testing.T) {
+	cfg := Config{NumSkills: 3, MaxBatchSize: 8, MaxDelay: time.Second, MaxPaddedSteps: 1000, BucketGrowth: 2}
+	a := mustAssembler(t, cfg)
+
+	// Lengths 7..14 share one bucket at growth 2, and both batches fall in the
+	// same buffer size classes, so the second reuses the first's memory.
+	long := []Item{seq(1, 14, 3), seq(2, 9, 3), seq(3, 11, 3)}
+	for _, it := range long {
+		mustAdd(t, a, it, t0)
+	}
+	first := a.Drain()
+	if len(first) != 1 {
+		t.Fatalf("want 1 batch, got %v", describe(first))
+	}
+	checkContract(t, first[0], cfg.NumSkills)
+	xPtr, tgPtr := &first[0].InputX[0], &first[0].TargetID[0]
+	// Simulate a consumer that scribbled over the tensors before releasing.
+	for i := range first[0].InputX {
+		first[0].InputX[i] = 7
+	}
+	for i := range first[0].TargetID {
+		first[0].TargetID[i] = 7
+	}
+	first[0].Release()
+	first[0].Release() // second release is a no-op, not a double put
+
+	short := []Item{seq(4, 12, 3), seq(5, 7, 3), seq(6, 8, 3)}
+	for _, it := range short {
+		mustAdd(t, a, it, t0)
+	}
+	second := a.Drain()
+	if len(second) != 1 {
+		t.Fatalf("want 1 batch, got %v", describe(second))
+	}
+	if &second[0].InputX[0] != xPtr || &second[0].TargetID[0] != tgPtr {
+		t.Fatal("buffers were not reused; the stale-data check would prove nothing")
+	}
+	checkContract(t, second[0], cfg.NumSkills)
+	second[0].Release()
+}
+
+func TestFreeListClasses(t *testing.T) {
+	var f freeList[int32]
+	a := f.get(5)
+	if len(a) != 5 || cap(a) != 8 {
+		t.Fatalf("get(5): len %d cap %d, want 5, 8", len(a), cap(a))
+	}
+	f.put(a)
+	if b := f.get(8); &b[0] != &a[0] {
+		t.Error("get(8) did not reuse the cap-8 buffer")
+	}
+	f.put(a)
+	if b := f.get(9); cap(b) != 16 {
+		t.Errorf("get(9) cap %d, want a fresh 16", cap(b))
+	}
+	for range keepPerClass + 3 {
+		f.put(make([]int32, 0, 8))
+	}
+	if n := len(f.classes[3]); n != keepPerClass {
+		t.Errorf("class holds %d buffers, want at most %d", n, keepPerClass)
+	}
+}
