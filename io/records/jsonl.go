@@ -1,0 +1,139 @@
+package records
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// jsonRecord is one interaction history; unknown fields are ignored. Values
+// stay raw so that a bad one can be reported with its index.
+type jsonRecord struct {
+	StudentID json.RawMessage   `json:"student_id"`
+	Skills    []json.RawMessage `json:"skills"`
+	Correct   []json.RawMessage `json:"correct"`
+}
+
+const jsonShape = `{"student_id": "...", "skills": [...], "correct": [...]}`
+
+// DecodeJSONSequence decodes and validates one JSON record (a JSONL line or a
+// Kafka message value). A bad record gives a *RejectError with Record -1 and
+// no Input; callers fill those in (or read Reason and StudentID).
+func DecodeJSONSequence(data []byte, numSkills int) (Sequence, error) {
+	seq, reason := decodeJSON(data, numSkills)
+	if reason != "" {
+		return Sequence{}, &RejectError{Record: -1, StudentID: seq.StudentID, Reason: reason}
+	}
+	return seq, nil
+}
+
+// decodeJSON returns the sequence or a reject reason; on reject the student id
+// is still set when it could be read.
+func decodeJSON(data []byte, numSkills int) (Sequence, string) {
+	var rec jsonRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return Sequence{}, fmt.Sprintf("not a JSON record %s: %v", jsonShape, err)
+	}
+	var seq Sequence
+	id, reason := jsonStudentID(rec.StudentID)
+	if reason != "" {
+		return seq, reason
+	}
+	seq.StudentID = id
+	if len(rec.Skills) != len(rec.Correct) {
+		return seq, fmt.Sprintf("length mismatch: %d skills but %d correct flags; give exactly one flag per interaction", len(rec.Skills), len(rec.Correct))
+	}
+	seq.Skills = make([]int32, len(rec.Skills))
+	for i, raw := range rec.Skills {
+		v, ok := parseInteger(bytes.TrimSpace(raw))
+		if !ok {
+			return seq, fmt.Sprintf("skills[%d] is %s, not an integer", i, quoteSample(raw))
+		}
+		if v < 0 || v >= int64(numSkills) {
+			return seq, skillOutOfRange(v, fmt.Sprintf("at index %d", i), numSkills)
+		}
+		seq.Skills[i] = int32(v)
+	}
+	seq.Correct = make([]int8, len(rec.Correct))
+	for i, raw := range rec.Correct {
+		v, ok := parseFlag(bytes.TrimSpace(raw))
+		if !ok {
+			return seq, fmt.Sprintf("correct[%d] is %s; it must be 0 or 1", i, quoteSample(raw))
+		}
+		seq.Correct[i] = v
+	}
+	if err := Validate(seq, numSkills); err != nil {
+		return seq, err.Error()
+	}
+	return seq, ""
+}
+
+// jsonStudentID accepts a non-empty string or an integer (given as its
+// decimal string).
+func jsonStudentID(raw json.RawMessage) (string, string) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", "student_id is missing: every record needs a student_id (string or integer)"
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Sprintf("student_id %s is not a valid JSON string", quoteSample(raw))
+		}
+		if s == "" {
+			return "", "student_id is empty: every record needs a student_id (string or integer)"
+		}
+		return s, ""
+	}
+	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return strconv.FormatInt(v, 10), ""
+	}
+	if v, ok := parseInteger(raw); ok {
+		return strconv.FormatInt(v, 10), ""
+	}
+	return "", fmt.Sprintf("student_id %s must be a string or an integer", quoteSample(raw))
+}
+
+// jsonlReader reads one JSON record per line; blank lines are skipped.
+type jsonlReader struct {
+	lr        *lineReader
+	name      string
+	numSkills int
+	record    int
+}
+
+func newJSONLReader(r io.Reader, name string, opts Options) (*jsonlReader, error) {
+	lr := newLineReader(r, name, opts.maxLine())
+	if err := lr.peek(); err != nil {
+		return nil, err
+	}
+	return &jsonlReader{lr: lr, name: name, numSkills: opts.NumSkills}, nil
+}
+
+func (j *jsonlReader) Close() error { return nil }
+
+func (j *jsonlReader) Next() (Sequence, error) {
+	for {
+		text, tooLong, err := j.lr.next()
+		if err != nil {
+			return Sequence{}, err
+		}
+		line := j.lr.line
+		if len(bytes.TrimSpace(text)) == 0 && !tooLong {
+			continue
+		}
+		rec := j.record
+		j.record++
+		if tooLong {
+			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, Reason: j.lr.tooLongReason(line)}
+		}
+		seq, reason := decodeJSON(text, j.numSkills)
+		if reason != "" {
+			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, StudentID: seq.StudentID, Reason: reason}
+		}
+		seq.Line, seq.Record = line, rec
+		return seq, nil
+	}
+}
