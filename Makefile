@@ -35,6 +35,7 @@ $(TFLIB)/.ok: $(VENV)/.ok
 build: setup
 	go build -o bin/dktscore ./cmd/dktscore
 
+# The main job: score the bundled ASSISTments test split with the bundled model.
 run: build
 	bin/dktscore inspect $(MODEL)
 	bin/dktscore score --model $(MODEL) --input $(TEST_SPLIT) --output out/builder_test.parquet
@@ -54,6 +55,13 @@ model: setup
 
 bench: build
 	go test -run '^$$' -bench . -benchtime 3x ./...
+
+# Each decoder's fuzz target for FUZZTIME; crashers land in testdata/fuzz as seeds.
+FUZZTIME ?= 30s
+fuzz: setup
+	for target in $$(go test -list '^Fuzz' ./io/records | grep ^Fuzz); do \
+		go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./io/records || exit 1; \
+	done
 
 clean:
 	rm -rf bin out

@@ -1,0 +1,58 @@
+// Command dktscore scores Deep Knowledge Tracing models: see `dktscore help`.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+const usage = `dktscore scores student interaction histories with a Deep Knowledge Tracing SavedModel.
+
+Usage:
+  dktscore inspect MODEL                 show tags, signatures, tensors and num_skills
+  dktscore score --model M --input F --output O [flags]
+                                         score a file, write mastery as Parquet or Arrow
+  dktscore help                          this text
+
+Run 'dktscore COMMAND --help' for a command's flags.
+`
+
+func main() {
+	quietTensorFlow()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// quietTensorFlow keeps TensorFlow's C++ logging to warnings and errors unless
+// the operator set TF_CPP_MIN_LOG_LEVEL. TF reads the variable while its library
+// initialises, before main runs, so the process re-executes itself once with it set.
+func quietTensorFlow() {
+	if _, set := os.LookupEnv("TF_CPP_MIN_LOG_LEVEL"); set {
+		return
+	}
+	os.Setenv("TF_CPP_MIN_LOG_LEVEL", "1")
+	if self, err := os.Executable(); err == nil {
+		syscall.Exec(self, os.Args, os.Environ()) // returns only on failure: run on, just noisier
+	}
+}
+
+// run returns the process exit code: 0 success, 1 failure, 2 usage error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "inspect":
+		return inspectCmd(args[1:], stdout, stderr)
+	case "score":
+		return scoreCmd(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "dktscore: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
