@@ -33,17 +33,22 @@ class TensorFlowDKT:
         self.keep_prob = v1.placeholder(tf.float32, [], name="keep_prob")
         self.batch_size = v1.placeholder(tf.int32, [], name="batch_size")
 
-        layers = []
+        # Stacked LSTM layers with output dropout. The origin wraps each cell in
+        # DropoutWrapper(output_keep_prob) inside one MultiRNNCell; here each layer
+        # is its own dynamic_rnn and the same per-step, per-unit dropout is applied
+        # to its whole output sequence. The model is the same, but the random
+        # masks are drawn outside the RNN's while loop, whose parallel iterations
+        # would otherwise draw them in a varying order and make training
+        # irreproducible.
+        states = self.input_x
         for i, size in enumerate(hidden_neurons):
-            # Explicit seeds: legacy Keras cells ignore the graph-level seed, and
-            # `make model` must reproduce the bundled weights.
+            # Explicit seeds: legacy Keras cells ignore the graph-level seed.
             cell = v1.nn.rnn_cell.LSTMCell(num_units=size, state_is_tuple=True,
                                            initializer=v1.glorot_uniform_initializer(seed=seed + i))
-            layers.append(v1.nn.rnn_cell.DropoutWrapper(cell, output_keep_prob=self.keep_prob, seed=seed + 100 + i))
-        stacked = v1.nn.rnn_cell.MultiRNNCell(layers, state_is_tuple=True)
-        initial = stacked.zero_state(self.batch_size, tf.float32)
-        states, _ = v1.nn.dynamic_rnn(stacked, self.input_x, sequence_length=self.sequence_len,
-                                      initial_state=initial)
+            with v1.variable_scope(f"layer_{i}"):
+                states, _ = v1.nn.dynamic_rnn(cell, states, sequence_length=self.sequence_len,
+                                              initial_state=cell.zero_state(self.batch_size, tf.float32))
+            states = tf.nn.dropout(states, rate=1.0 - self.keep_prob, seed=seed + 100 + i)
 
         hidden = hidden_neurons[-1]
         w = v1.get_variable("W", [hidden, num_skills], initializer=v1.glorot_uniform_initializer(seed=seed + 200))

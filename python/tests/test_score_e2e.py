@@ -100,14 +100,14 @@ def test_duckdb_reads_both_outputs(outputs, reference):
     out, _ = outputs
     mastery, _ = reference
     con = duckdb.connect()
-    rows = con.sql(f"select count(*), sum(seq_len), min(seq_len), max(len(mastery)) "
+    rows = con.execute(f"select count(*), sum(seq_len), min(seq_len), max(len(mastery)) "
                    f"from read_parquet('{out / 'mastery.parquet'}')").fetchone()
     assert rows == (856, 117567, 1, NUM_SKILLS)
     # one value spot-checked through SQL: skill 5's mastery of student "0"
-    got = con.sql(f"select mastery[6] from read_parquet('{out / 'mastery.parquet'}') where student_id = '0'").fetchone()[0]
+    got = con.execute(f"select mastery[6] from read_parquet('{out / 'mastery.parquet'}') where student_id = '0'").fetchone()[0]
     assert abs(got - float(mastery["0"][1][5])) < 1e-5
     arrow_table = pa.ipc.open_file(out / "mastery.arrow").read_all()
-    assert con.sql("select count(*), sum(seq_len) from arrow_table").fetchone() == (856, 117567)
+    assert con.execute("select count(*), sum(seq_len) from arrow_table").fetchone() == (856, 117567)
 
 
 def test_summary_reports_auc_and_padding(outputs, reference):
