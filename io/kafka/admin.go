@@ -1,0 +1,62 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EnsureTopics creates the topics that do not exist yet, with the given
+// partition count and the broker's default replication factor (1 on a
+// single-node test broker). Topics that already exist are left as they are,
+// whatever their partition count.
+func EnsureTopics(ctx context.Context, cfg ClientConfig, partitions int32, topics ...string) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if partitions < 1 {
+		return fmt.Errorf("%w: EnsureTopics partitions is %d: use 1 or more", ErrInvalidConfig, partitions)
+	}
+	for i, t := range topics {
+		if t == "" {
+			return fmt.Errorf("%w: EnsureTopics topics[%d] is empty: name the topic", ErrInvalidConfig, i)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	opts, err := cfg.opts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: creating an admin client for brokers %v: %w", cfg.Brokers, err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	// -1 asks for the broker's default.replication.factor (Kafka 2.4+).
+	resps, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("kafka: creating topics %v on brokers %v: %w; check that the brokers are reachable", topics, cfg.Brokers, err)
+	}
+	var errs []error
+	for _, t := range topics {
+		r, ok := resps[t]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("kafka: creating topic %q: the broker did not answer for it; retry", t))
+		case r.Err == nil, errors.Is(r.Err, kerr.TopicAlreadyExists):
+		case errors.Is(r.Err, kerr.TopicAuthorizationFailed), errors.Is(r.Err, kerr.ClusterAuthorizationFailed):
+			errs = append(errs, fmt.Errorf("kafka: creating topic %q: %w; grant this principal CREATE, or have an administrator create it", t, r.Err))
+		default:
+			errs = append(errs, fmt.Errorf("kafka: creating topic %q with %d partitions: %w", t, partitions, r.Err))
+		}
+	}
+	return errors.Join(errs...)
+}

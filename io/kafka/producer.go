@@ -1,0 +1,68 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Producer writes records synchronously. It is idempotent (kgo's default: the
+// broker drops the duplicates its own retries would create) and waits for
+// every in-sync replica (acks=all), so a nil return means the record survives
+// the loss of the leader. Safe for concurrent use.
+type Producer struct {
+	cl       *kgo.Client
+	maxBytes int32
+}
+
+// NewProducer validates cfg and connects lazily: the first Produce dials.
+func NewProducer(cfg ClientConfig) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts, err := cfg.opts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, producerOpts(cfg)...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: creating the producer for brokers %v: %w", cfg.Brokers, err)
+	}
+	return &Producer{cl: cl, maxBytes: cfg.maxMessageBytes()}, nil
+}
+
+func producerOpts(cfg ClientConfig) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(cfg.maxMessageBytes()),
+	}
+}
+
+// Produce sends m and returns once the broker acknowledged it (or failed).
+// m.Partition and m.Offset are ignored; the key picks the partition.
+func (p *Producer) Produce(ctx context.Context, m Message) error {
+	r, err := toRecord(m, p.maxBytes)
+	if err != nil {
+		return err
+	}
+	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return produceError(m.Topic, encodedSize(m), p.maxBytes, err)
+	}
+	return nil
+}
+
+// Ping checks that a broker answers (for /readyz).
+func (p *Producer) Ping(ctx context.Context) error {
+	if err := p.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: no broker answered: %w; check DKTSCORE_KAFKA_BROKERS and that the cluster is up", err)
+	}
+	return nil
+}
+
+// Close flushes nothing (every Produce already waited) and closes the
+// connections.
+func (p *Producer) Close() {
+	p.cl.Close()
+}
