@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unicode/utf8"
 )
 
 // jsonRecord is one interaction history; unknown fields are ignored. Values
@@ -32,6 +33,11 @@ func DecodeJSONSequence(data []byte, numSkills int) (Sequence, error) {
 // decodeJSON returns the sequence or a reject reason; on reject the student id
 // is still set when it could be read.
 func decodeJSON(data []byte, numSkills int) (Sequence, string) {
+	// encoding/json would turn invalid UTF-8 into U+FFFD silently, changing a
+	// student id behind the producer's back.
+	if !utf8.Valid(data) {
+		return Sequence{}, fmt.Sprintf("record is not valid UTF-8 (first bad byte at offset %d); encode it as UTF-8 JSON", firstInvalidUTF8(data))
+	}
 	var rec jsonRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return Sequence{}, fmt.Sprintf("not a JSON record %s: %v", jsonShape, err)
@@ -136,4 +142,15 @@ func (j *jsonlReader) Next() (Sequence, error) {
 		seq.Line, seq.Record = line, rec
 		return seq, nil
 	}
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }

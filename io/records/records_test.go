@@ -398,3 +398,11 @@ func TestRejectLog(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+func TestJSONRejectsInvalidUTF8(t *testing.T) {
+	_, err := DecodeJSONSequence([]byte("{\"student_id\": \"\xff\xfe\", \"skills\": [1], \"correct\": [1]}"), 124)
+	var reject *RejectError
+	if !errors.As(err, &reject) || !strings.Contains(reject.Reason, "not valid UTF-8 (first bad byte at offset 16)") {
+		t.Fatalf("invalid UTF-8 gave %v, want a reject naming the offset", err)
+	}
+}
