@@ -82,6 +82,13 @@ type Config struct {
 	// (0 = whole history). The window is reported in Result.WindowStart.
 	MaxSteps   int
 	Trajectory bool
+	// Observer, when set, is told about every scored batch (metrics).
+	Observer Observer
+}
+
+// Observer receives per-batch measurements.
+type Observer interface {
+	ObserveBatch(size, realSteps, computedSteps int, reason string, inference time.Duration)
 }
 
 func (c Config) validate() error {
@@ -119,9 +126,15 @@ func (s Summary) PaddingEfficiency() float64 {
 	return float64(s.RealSteps) / float64(s.Computed)
 }
 
-// Progress is readable while Run is in flight.
+// Progress is readable while Run is in flight; one Progress may span many Runs.
 type Progress struct {
+	Consumed                         atomic.Int64 // units of work read from the source
 	Students, Interactions, Rejected atomic.Int64
+}
+
+// InFlight is work read but not yet written or rejected.
+func (p *Progress) InFlight() int64 {
+	return p.Consumed.Load() - p.Students.Load() - p.Rejected.Load()
 }
 
 // pending ties a batch row back to its work and ack.
@@ -234,6 +247,7 @@ func (p *pipeline) read(ctx context.Context, src Source, batcher *batching.Batch
 		if ack == nil {
 			ack = func(error) {}
 		}
+		p.progress.Consumed.Add(1)
 		if w.Reject != nil {
 			if err := p.rejects.Reject(ctx, w); err != nil {
 				ack(err)
@@ -294,9 +308,13 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 	}
 	// Engine errors are fatal: a model that fails on a valid batch fails on
 	// every batch, and retrying would hide it.
+	started := time.Now()
 	if err := p.engine.Predict(ctx, b, out); err != nil {
 		ackAll(b, err)
 		return scoredBatch{}, fmt.Errorf("scoring a batch of %d students: %w", len(b.Items), err)
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.ObserveBatch(len(b.Items), b.RealSteps(), b.ComputedSteps(), b.Reason.String(), time.Since(started))
 	}
 	var acks []Ack
 	for _, it := range b.Items {

@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/dktscore/dktscore/io/columnar"
+	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/io/records"
+)
+
+// Header names dktscore writes on output and dead-letter messages.
+const (
+	HeaderContentType     = "content-type"
+	ArrowStreamType       = "application/vnd.apache.arrow.stream"
+	HeaderModel           = "dktscore-model"
+	HeaderModelVersion    = "dktscore-model-version"
+	HeaderRows            = "dktscore-rows"
+	HeaderReason          = "dktscore-reason"
+	HeaderSourceTopic     = "dktscore-source-topic"
+	HeaderSourcePartition = "dktscore-source-partition"
+	HeaderSourceOffset    = "dktscore-source-offset"
+)
+
+// MessageReader is a stream of messages with acks (the Kafka consumer).
+type MessageReader interface {
+	Read(ctx context.Context) (kafka.Message, func(error), error)
+}
+
+// MessageWriter sends one message and returns once the broker has it (the
+// producer, or the transactor inside a transaction).
+type MessageWriter interface {
+	Produce(ctx context.Context, m kafka.Message) error
+}
+
+// MessageSource decodes JSON sequence records from messages. A message that is
+// too large, undecodable or invalid becomes a reject carrying the original
+// message, for the dead-letter topic.
+type MessageSource struct {
+	Reader    MessageReader
+	NumSkills int
+	MaxBytes  int // larger values are dead-lettered undecoded
+}
+
+func (s MessageSource) Read(ctx context.Context) (Work, Ack, error) {
+	m, ack, err := s.Reader.Read(ctx)
+	if err != nil {
+		return Work{}, nil, err
+	}
+	return DecodeMessage(m, s.NumSkills, s.MaxBytes), Ack(ack), nil
+}
+
+// DecodeMessage turns one message into work: a sequence, or a reject.
+func DecodeMessage(m kafka.Message, numSkills, maxBytes int) Work {
+	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
+	if maxBytes > 0 && len(m.Value) > maxBytes {
+		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, StudentID: string(m.Key),
+			Reason: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; split the history or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes)}}
+	}
+	seq, err := records.DecodeJSONSequence(m.Value, numSkills)
+	var reject *records.RejectError
+	if errors.As(err, &reject) {
+		reject.Input = where
+		return Work{Source: m, Reject: reject}
+	}
+	if err != nil {
+		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, Reason: err.Error()}}
+	}
+	seq.Record = -1
+	return Work{Seq: seq, Source: m}
+}
+
+// ArrowMessageSink publishes each scored group of students as one message whose
+// value is an Arrow IPC stream (schema + one record batch), with the source
+// topic/partition/offset of every row so consumers can deduplicate.
+type ArrowMessageSink struct {
+	Writer MessageWriter
+	Topic  string
+	Output columnar.Config // WithSource is forced on
+	Model  string          // model name for the headers
+}
+
+func (s ArrowMessageSink) Write(ctx context.Context, results []Result) error {
+	cfg := s.Output
+	cfg.WithSource = true
+	rows := make([]columnar.MasteryRow, len(results))
+	for i, r := range results {
+		src, _ := r.Source.(kafka.Message)
+		rows[i] = columnar.MasteryRow{StudentID: r.StudentID, SeqLen: int32(r.SeqLen), WindowStart: int32(r.WindowStart),
+			Mastery: r.Mastery, SourceTopic: src.Topic, SourcePartition: src.Partition, SourceOffset: src.Offset}
+	}
+	value, err := columnar.EncodeIPCStream(cfg, rows, time.Now())
+	if err != nil {
+		return err
+	}
+	return s.Writer.Produce(ctx, kafka.Message{Topic: s.Topic, Value: value, Headers: map[string][]byte{
+		HeaderContentType:  []byte(ArrowStreamType),
+		HeaderModel:        []byte(s.Model),
+		HeaderModelVersion: []byte(cfg.ModelVersion),
+		HeaderRows:         []byte(strconv.Itoa(len(rows))),
+	}})
+}
+
+// DeadLetterSink sends a rejected message, original key, bytes and headers, to
+// the dead-letter topic with headers naming the reason and where it came from.
+type DeadLetterSink struct {
+	Writer   MessageWriter
+	Topic    string
+	MaxBytes int // a value over this is cut so the dead letter itself fits the broker's limit
+}
+
+func (s DeadLetterSink) Reject(ctx context.Context, w Work) error {
+	src, _ := w.Source.(kafka.Message)
+	headers := map[string][]byte{}
+	for k, v := range src.Headers {
+		headers[k] = v
+	}
+	headers[HeaderReason] = []byte(w.Reject.Reason)
+	headers[HeaderSourceTopic] = []byte(src.Topic)
+	headers[HeaderSourcePartition] = []byte(strconv.Itoa(int(src.Partition)))
+	headers[HeaderSourceOffset] = []byte(strconv.FormatInt(src.Offset, 10))
+	value := src.Value
+	if s.MaxBytes > 0 && len(value) > s.MaxBytes {
+		headers["dktscore-truncated-from"] = []byte(strconv.Itoa(len(value)))
+		value = value[:s.MaxBytes]
+	}
+	return s.Writer.Produce(ctx, kafka.Message{Topic: s.Topic, Key: src.Key, Value: value, Headers: headers})
+}

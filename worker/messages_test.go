@@ -1,0 +1,211 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/dktscore/dktscore/io/columnar"
+	"github.com/dktscore/dktscore/io/kafka"
+)
+
+type recordingWriter struct {
+	mu   sync.Mutex
+	sent []kafka.Message
+}
+
+func (w *recordingWriter) Produce(_ context.Context, m kafka.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sent = append(w.sent, m)
+	return nil
+}
+
+func TestDecodeMessage(t *testing.T) {
+	src := kafka.Message{Topic: "in", Partition: 2, Offset: 41}
+	tests := []struct {
+		name, value, reason string
+	}{
+		{"valid", `{"student_id": "a", "skills": [1, 3], "correct": [1, 0]}`, ""},
+		{"oversize", `{"student_id": "a", "skills": [1, 1, 1, 1, 1, 1, 1, 1], "correct": [1, 1, 1, 1, 1, 1, 1, 1]}`, "exceeds the 64-byte limit"},
+		{"out of range", `{"student_id": "a", "skills": [4], "correct": [1]}`, "skill id 4 at index 0 is outside [0,4)"},
+		{"not json", `{`, "not a JSON record"},
+		{"empty", ``, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src.Value = []byte(tt.value)
+			w := DecodeMessage(src, testSkills, 64)
+			if w.Source.(kafka.Message).Offset != 41 {
+				t.Fatal("work lost its source position")
+			}
+			if tt.name == "valid" {
+				if w.Reject != nil || w.Seq.StudentID != "a" || len(w.Seq.Skills) != 2 {
+					t.Fatalf("valid record gave %+v", w)
+				}
+				return
+			}
+			if w.Reject == nil {
+				t.Fatalf("%q was accepted", tt.value)
+			}
+			if !strings.Contains(w.Reject.Reason, tt.reason) || w.Reject.Input != "in[2]@41" {
+				t.Fatalf("reject %+v, want reason containing %q and input in[2]@41", w.Reject, tt.reason)
+			}
+		})
+	}
+}
+
+func TestDeadLetterKeepsOriginalBytesAndNamesTheReason(t *testing.T) {
+	w := &recordingWriter{}
+	original := kafka.Message{Topic: "in", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte("{broken"),
+		Headers: map[string][]byte{"trace": []byte("abc")}}
+	work := DecodeMessage(original, testSkills, 0)
+	if err := (DeadLetterSink{Writer: w, Topic: "dlq", MaxBytes: 4}).Reject(context.Background(), work); err != nil {
+		t.Fatal(err)
+	}
+	got := w.sent[0]
+	if got.Topic != "dlq" || string(got.Key) != "k" || string(got.Value) != "{bro" {
+		t.Fatalf("dead letter %+v: want topic dlq, key k, value cut to 4 bytes", got)
+	}
+	for k, want := range map[string]string{"trace": "abc", HeaderSourceTopic: "in", HeaderSourcePartition: "1",
+		HeaderSourceOffset: "7", "dktscore-truncated-from": "7"} {
+		if string(got.Headers[k]) != want {
+			t.Errorf("header %s = %q, want %q", k, got.Headers[k], want)
+		}
+	}
+	if !strings.Contains(string(got.Headers[HeaderReason]), "not a JSON record") {
+		t.Errorf("reason header %q", got.Headers[HeaderReason])
+	}
+}
+
+func TestArrowMessageCarriesRowsAndSourcePositions(t *testing.T) {
+	w := &recordingWriter{}
+	sink := ArrowMessageSink{Writer: w, Topic: "out", Model: "dkt",
+		Output: columnar.Config{NumSkills: testSkills, ModelVersion: "dkt/1"}}
+	results := []Result{
+		{StudentID: "a", SeqLen: 3, Mastery: []float32{0.1, 0.2, 0.3, 0.4}, Source: kafka.Message{Topic: "in", Partition: 0, Offset: 5}},
+		{StudentID: "b", SeqLen: 1, Mastery: []float32{0.5, 0.6, 0.7, 0.8}, Source: kafka.Message{Topic: "in", Partition: 2, Offset: 9}},
+	}
+	if err := sink.Write(context.Background(), results); err != nil {
+		t.Fatal(err)
+	}
+	msg := w.sent[0]
+	if string(msg.Headers[HeaderContentType]) != ArrowStreamType || string(msg.Headers[HeaderRows]) != "2" {
+		t.Fatalf("headers %v", msg.Headers)
+	}
+	r, err := ipc.NewReader(bytes.NewReader(msg.Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if !r.Next() {
+		t.Fatal("no record batch in the message")
+	}
+	rec := r.RecordBatch()
+	offsets := rec.Column(rec.Schema().FieldIndices("source_offset")[0]).(*array.Int64)
+	partitions := rec.Column(rec.Schema().FieldIndices("source_partition")[0]).(*array.Int32)
+	if rec.NumRows() != 2 || offsets.Value(1) != 9 || partitions.Value(1) != 2 {
+		t.Fatalf("rows %d, offsets %v, partitions %v", rec.NumRows(), offsets, partitions)
+	}
+}
+
+// scriptedTransactor hands out polls in order, then blocks until ctx ends.
+type scriptedTransactor struct {
+	recordingWriter
+	polls   [][]kafka.Message
+	ends    []bool
+	endErrs []error
+}
+
+func (s *scriptedTransactor) Poll(ctx context.Context) ([]kafka.Message, error) {
+	if len(s.polls) == 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	p := s.polls[0]
+	s.polls = s.polls[1:]
+	return p, nil
+}
+
+func (s *scriptedTransactor) End(_ context.Context, commit bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ends = append(s.ends, commit)
+	if len(s.endErrs) > 0 {
+		err := s.endErrs[0]
+		s.endErrs = s.endErrs[1:]
+		return err
+	}
+	return nil
+}
+
+func TestRunTransactionsCommitsEachPollWithItsOutputs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msg := func(offset int64, value string) kafka.Message {
+		return kafka.Message{Topic: "in", Offset: offset, Value: []byte(value)}
+	}
+	good := `{"student_id": "a", "skills": [1, 2], "correct": [1, 1]}`
+	tr := &scriptedTransactor{
+		polls:   [][]kafka.Message{{msg(0, good), msg(1, "bad")}, {msg(2, good)}},
+		endErrs: []error{kafka.ErrAborted}, // the first transaction is lost to a rebalance: keep going
+	}
+	sinks := func(w MessageWriter) (Sink, RejectSink) {
+		return ArrowMessageSink{Writer: w, Topic: "out", Output: columnar.Config{NumSkills: testSkills, ModelVersion: "m/1"}},
+			DeadLetterSink{Writer: w, Topic: "dlq"}
+	}
+	decode := func(m kafka.Message) Work { return DecodeMessage(m, testSkills, 0) }
+	done := make(chan error)
+	go func() { done <- RunTransactions(ctx, testConfig(), tr, decode, sumEngine{}, sinks, new(Progress)) }()
+	deadline := time.After(20 * time.Second)
+	for {
+		tr.mu.Lock()
+		n := len(tr.ends)
+		tr.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("transactions did not finish")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("RunTransactions = %v", err)
+	}
+	if len(tr.ends) != 2 || !tr.ends[0] || !tr.ends[1] {
+		t.Fatalf("ends %v, want two commits", tr.ends)
+	}
+	var topics []string
+	for _, m := range tr.sent {
+		topics = append(topics, m.Topic)
+	}
+	if strings.Count(strings.Join(topics, ","), "out") != 2 || strings.Count(strings.Join(topics, ","), "dlq") != 1 {
+		t.Fatalf("produced to %v, want 2 results and 1 dead letter", topics)
+	}
+}
+
+func TestRunTransactionsAbortsWhenScoringFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := &scriptedTransactor{polls: [][]kafka.Message{{{Topic: "in", Value: []byte(`{"student_id": "a", "skills": [1], "correct": [1]}`)}}}}
+	boom := errors.New("engine down")
+	sinks := func(w MessageWriter) (Sink, RejectSink) {
+		return ArrowMessageSink{Writer: w, Topic: "out", Output: columnar.Config{NumSkills: testSkills, ModelVersion: "m/1"}},
+			DeadLetterSink{Writer: w, Topic: "dlq"}
+	}
+	decode := func(m kafka.Message) Work { return DecodeMessage(m, testSkills, 0) }
+	err := RunTransactions(ctx, testConfig(), tr, decode, sumEngine{fail: boom}, sinks, new(Progress))
+	if !errors.Is(err, boom) || len(tr.ends) != 1 || tr.ends[0] {
+		t.Fatalf("RunTransactions = %v with ends %v; want the engine error and one abort", err, tr.ends)
+	}
+}

@@ -1,0 +1,73 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/dktscore/dktscore/io/kafka"
+)
+
+// Transactor is the exactly-once loop's view of Kafka (kafka.Transactor).
+type Transactor interface {
+	Poll(ctx context.Context) ([]kafka.Message, error)
+	Produce(ctx context.Context, m kafka.Message) error
+	End(ctx context.Context, commit bool) error
+}
+
+// TransactSinks builds the sinks that write inside the current transaction.
+type TransactSinks func(w MessageWriter) (Sink, RejectSink)
+
+// RunTransactions scores messages exactly once: each poll runs through the
+// pipeline to completion, and its results, its dead letters and the consumed
+// offsets are committed in one Kafka transaction — or, on any failure, aborted
+// together, so the messages are redelivered and nothing half-done is visible to
+// read_committed consumers. It returns when ctx ends (after finishing the
+// current transaction) or on a fatal error.
+func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(kafka.Message) Work,
+	engine Engine, sinks TransactSinks, progress *Progress) error {
+	sink, rejects := sinks(t)
+	for ctx.Err() == nil {
+		msgs, err := t.Poll(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		works := make([]Work, len(msgs))
+		for i, m := range msgs {
+			works[i] = decode(m)
+		}
+		// The poll is finished even when a stop arrives meanwhile: a drained
+		// transaction commits instead of being thrown away.
+		_, runErr := Run(context.WithoutCancel(ctx), cfg, &workList{works: works}, engine, sink, rejects, progress)
+		endErr := t.End(context.WithoutCancel(ctx), runErr == nil)
+		switch {
+		case runErr != nil:
+			return errors.Join(runErr, endErr)
+		case errors.Is(endErr, kafka.ErrAborted):
+			continue // a rebalance took the partitions; the new owner redoes the work
+		case endErr != nil:
+			return endErr
+		}
+	}
+	return nil
+}
+
+// workList is a finite source over already-decoded work.
+type workList struct {
+	works []Work
+	next  int
+}
+
+func (l *workList) Read(context.Context) (Work, Ack, error) {
+	if l.next == len(l.works) {
+		return Work{}, nil, io.EOF
+	}
+	l.next++
+	return l.works[l.next-1], nil, nil
+}
