@@ -19,7 +19,11 @@ export CGO_LDFLAGS := -L$(TFLIB) -Wl,-rpath,$(TFLIB) -Wl,-rpath,$$ORIGIN/../.tfl
 # TensorFlow's C++ logging is noisy at INFO; keep warnings and errors.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: setup build run test test-go test-py model bench fuzz clean
+# Integration tests run against the project's own Kafka broker (scripts/kafka-local).
+KAFKA_PORT ?= 9092
+export DKTSCORE_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
+
+.PHONY: setup build run test test-go test-py kafka model bench fuzz clean
 setup: $(TFLIB)/.ok
 
 $(VENV)/.ok: python/requirements.txt
@@ -40,7 +44,12 @@ run: build
 	bin/dktscore inspect $(MODEL)
 	bin/dktscore score --model $(MODEL) --input $(TEST_SPLIT) --output out/builder_test.parquet
 
-test: build test-go test-py
+test: build kafka test-go test-py
+
+# Starts the local broker if it is not running (fetches the jars once); it is
+# left running for the next run — `scripts/kafka-local stop` stops it.
+kafka:
+	KAFKA_PORT=$(KAFKA_PORT) scripts/kafka-local start
 
 test-go: setup
 	go vet ./...

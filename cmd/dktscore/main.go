@@ -14,6 +14,7 @@ Usage:
   dktscore inspect MODEL                 show tags, signatures, tensors and num_skills
   dktscore score --model M --input F --output O [flags]
                                          score a file, write mastery as Parquet or Arrow
+  dktscore serve [flags]                 score JSON sequence records from Kafka (DKTSCORE_* env)
   dktscore help                          this text
 
 Run 'dktscore COMMAND --help' for a command's flags.
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return inspectCmd(args[1:], stdout, stderr)
 	case "score":
 		return scoreCmd(args[1:], stdout, stderr)
+	case "serve":
+		return serveCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
