@@ -28,6 +28,9 @@ type SessionConfig struct {
 	// DisableSoftPlacement pins ops strictly; by default ops without a GPU kernel,
 	// or a GPU-pinned graph on a host without one, fall back to the CPU.
 	DisableSoftPlacement bool
+	// HideGPUs sets device_count {"GPU": 0}: the session creates no GPU device,
+	// so a CPU worker on a GPU host takes no GPU memory. It excludes the GPU options.
+	HideGPUs bool
 }
 
 // Validate returns every problem in one error.
@@ -41,6 +44,9 @@ func (c SessionConfig) Validate() error {
 	}
 	if c.InterOpThreads < 0 {
 		errs = append(errs, fmt.Errorf("inter-op threads %d is negative; use 0 to let TensorFlow choose", c.InterOpThreads))
+	}
+	if c.HideGPUs && (c.VisibleDevices != "" || c.MemoryFraction != 0 || c.AllowGrowth) {
+		errs = append(errs, errors.New("GPUs are hidden (CPU worker) but GPU options are set; drop one or the other"))
 	}
 	return errors.Join(errs...)
 }
@@ -59,6 +65,7 @@ func CPUThreads(sessions int) int {
 // with TensorFlow's generated ConfigProto to prove they match.
 const (
 	configIntraOpThreads     = 2
+	configDeviceCount        = 1
 	configInterOpThreads     = 5
 	configGPUOptions         = 6
 	configAllowSoftPlacement = 7
@@ -93,6 +100,16 @@ func (c SessionConfig) ConfigProto() ([]byte, error) {
 	if c.InterOpThreads > 0 {
 		out = protowire.AppendTag(out, configInterOpThreads, protowire.VarintType)
 		out = protowire.AppendVarint(out, uint64(c.InterOpThreads))
+	}
+	if c.HideGPUs {
+		// map<string, int32> device_count: one entry message {1: key, 2: value}.
+		var entry []byte
+		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, "GPU")
+		entry = protowire.AppendTag(entry, 2, protowire.VarintType)
+		entry = protowire.AppendVarint(entry, 0)
+		out = protowire.AppendTag(out, configDeviceCount, protowire.BytesType)
+		out = protowire.AppendBytes(out, entry)
 	}
 	if len(gpuOpts) > 0 {
 		out = protowire.AppendTag(out, configGPUOptions, protowire.BytesType)

@@ -24,6 +24,8 @@ func TestConfigProtoDecodesWithTensorFlowSchema(t *testing.T) {
 				VisibleDeviceList: "1", PerProcessGpuMemoryFraction: 0.45}}},
 		{"growth, two gpus, strict placement", SessionConfig{VisibleDevices: "0,2", AllowGrowth: true, DisableSoftPlacement: true},
 			&corepb.ConfigProto{GpuOptions: &corepb.GPUOptions{VisibleDeviceList: "0,2", AllowGrowth: true}}},
+		{"cpu worker on a gpu host", SessionConfig{HideGPUs: true, IntraOpThreads: 4},
+			&corepb.ConfigProto{IntraOpParallelismThreads: 4, AllowSoftPlacement: true, DeviceCount: map[string]int32{"GPU": 0}}},
 		{"full fraction", SessionConfig{MemoryFraction: 1},
 			&corepb.ConfigProto{AllowSoftPlacement: true, GpuOptions: &corepb.GPUOptions{PerProcessGpuMemoryFraction: 1}}},
 	}

@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/model"
+	"github.com/dktscore/dktscore/supervise"
 	"github.com/dktscore/dktscore/worker"
 )
 
@@ -48,6 +51,9 @@ type serveConfig struct {
 	BucketGrowth    float64       `env:"BUCKET_GROWTH" envDefault:"1.2"`
 	MaxSteps        int           `env:"MAX_STEPS" envDefault:"0"`
 	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080"`
+	GPUs            string        `env:"GPUS" envDefault:"all"`
+	GPUMemFraction  float64       `env:"GPU_MEMORY_FRACTION" envDefault:"0"`
+	GPUAllowGrowth  bool          `env:"GPU_ALLOW_GROWTH"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	TLS             bool          `env:"KAFKA_TLS_ENABLED"`
 	TLSCAFile       string        `env:"KAFKA_TLS_CA_FILE"`
@@ -84,6 +90,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSteps, "max-steps", c.MaxSteps, "score only the last N interactions; 0 = whole history (DKTSCORE_MAX_STEPS)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address for /healthz, /readyz, /metrics (DKTSCORE_HTTP_ADDR)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on draining after SIGTERM (DKTSCORE_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.GPUs, "gpus", c.GPUs, "all | none | 0,2: one worker process per selected GPU (DKTSCORE_GPUS)")
+	fs.Float64Var(&c.GPUMemFraction, "gpu-memory-fraction", c.GPUMemFraction, "per-process GPU memory fraction in (0, 1]; 0 = TensorFlow's default (DKTSCORE_GPU_MEMORY_FRACTION)")
+	fs.BoolVar(&c.GPUAllowGrowth, "gpu-allow-growth", c.GPUAllowGrowth, "allocate GPU memory on demand (DKTSCORE_GPU_ALLOW_GROWTH)")
 }
 
 func (c serveConfig) validate() error {
@@ -103,7 +112,11 @@ func (c serveConfig) validate() error {
 	add(c.MaxPollRecords < 1, "DKTSCORE_MAX_POLL_RECORDS %d must be positive", c.MaxPollRecords)
 	add(c.Sessions < 1, "DKTSCORE_SESSIONS %d must be at least 1", c.Sessions)
 	add(c.ShutdownTimeout <= 0, "DKTSCORE_SHUTDOWN_TIMEOUT %v must be positive", c.ShutdownTimeout)
-	add(c.HTTPAddr == "", "DKTSCORE_HTTP_ADDR is empty; e.g. :8080")
+	_, _, addrErr := net.SplitHostPort(c.HTTPAddr)
+	add(addrErr != nil, "DKTSCORE_HTTP_ADDR %q is not host:port; e.g. :8080", c.HTTPAddr)
+	_, gpusErr := gpu.ParseSelection(c.GPUs)
+	errs = append(errs, gpusErr)
+	add(c.GPUMemFraction < 0 || c.GPUMemFraction > 1, "DKTSCORE_GPU_MEMORY_FRACTION %v is outside (0, 1]; 0 keeps TensorFlow's default", c.GPUMemFraction)
 	errs = append(errs, c.consumer().Validate(), c.batching(0).Validate())
 	return errors.Join(errs...)
 }
@@ -158,11 +171,77 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, stderr); err != nil {
+	plan, err := placeWorkers(ctx, cfg, stderr)
+	if err == nil {
+		if len(plan) > 1 {
+			err = superviseWorkers(ctx, cfg, plan, stderr)
+		} else {
+			err = serve(ctx, cfg, plan[0], stderr)
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "dktscore serve: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// placeWorkers decides the worker processes: one per selected GPU, or one CPU
+// worker on a host without GPUs (or with DKTSCORE_GPUS=none).
+func placeWorkers(ctx context.Context, cfg serveConfig, logw io.Writer) ([]gpu.Placement, error) {
+	selection, err := gpu.ParseSelection(cfg.GPUs)
+	if err != nil {
+		return nil, err
+	}
+	found, err := gpu.Discover(ctx, gpu.DiscoverOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if found.CPUOnlyReason != "" && !selection.None {
+		fmt.Fprintf(logw, "dktscore serve: running on CPU: %s\n", found.CPUOnlyReason)
+	}
+	return gpu.Plan(found.Devices, selection, cfg.GPUMemFraction, cfg.GPUAllowGrowth)
+}
+
+// superviseWorkers runs one `dktscore serve` child per placement, because
+// TensorFlow's device and memory options are process-wide. Child i listens on
+// the parent's HTTP port + 1 + i; the parent's endpoints report every child.
+func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement, logw io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	host, portText, _ := net.SplitHostPort(cfg.HTTPAddr)
+	port, err := strconv.Atoi(portText)
+	if err != nil || port == 0 {
+		return fmt.Errorf("DKTSCORE_HTTP_ADDR %q: with several GPUs it needs a fixed port (children use the next ones)", cfg.HTTPAddr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	var children []supervise.Child
+	for i, p := range plan {
+		addr := net.JoinHostPort(host, strconv.Itoa(port+1+i))
+		env := append(os.Environ(), p.ChildEnv()...)
+		children = append(children, supervise.Child{
+			Name: p.Name(), Path: self, Args: []string{"serve"},
+			Env:       append(env, "DKTSCORE_HTTP_ADDR="+addr),
+			HealthURL: "http://" + addr + "/healthz", ReadyURL: "http://" + addr + "/readyz",
+			Labels: map[string]string{"http": addr, "memory_fraction": strconv.FormatFloat(p.MemoryFraction, 'g', -1, 64)},
+		})
+	}
+	sup, err := supervise.New(supervise.Config{Children: children, FatalExitCodes: []int{2}, Stdout: logw, Stderr: logw})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", sup.HealthHandler())
+	mux.Handle("/readyz", sup.ReadyHandler())
+	server := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go server.ListenAndServe()
+	defer server.Close()
+	fmt.Fprintf(logw, "dktscore serve: supervising %d workers (%s)\n", len(children), cfg.GPUs)
+	return sup.Run(ctx)
 }
 
 // envErrors rewrites the env library's errors, which name Go struct fields,
@@ -188,12 +267,12 @@ func envErrors(err error, opts env.Options) error {
 	return errors.Join(out...)
 }
 
-func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
+func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw io.Writer) error {
 	threads := cfg.Threads
 	if threads == 0 {
 		threads = gpu.CPUThreads(cfg.Sessions)
 	}
-	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
+	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: threads}).ConfigProto()
 	if err != nil {
 		return err
 	}
@@ -265,8 +344,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	server := &http.Server{Addr: cfg.HTTPAddr, Handler: opsHandler(registry, ping), ReadHeaderTimeout: 5 * time.Second}
 	serverErr := make(chan error, 1)
 	go func() { serverErr <- server.ListenAndServe() }()
-	fmt.Fprintf(logw, "dktscore serve: model %s/%s (num_skills %d), %s from %s to %s, dead letters to %s, http %s\n",
-		m.Name, m.Version, m.NumSkills, cfg.Delivery, cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic, cfg.HTTPAddr)
+	fmt.Fprintf(logw, "dktscore serve: model %s/%s (num_skills %d) on %s, %s from %s to %s, dead letters to %s, http %s\n",
+		m.Name, m.Version, m.NumSkills, placement.Name(), cfg.Delivery, cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic, cfg.HTTPAddr)
 
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()

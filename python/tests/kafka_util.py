@@ -66,7 +66,10 @@ class Serve:
                         DKTSCORE_KAFKA_OUTPUT_TOPIC=output_topic, DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq_topic,
                         DKTSCORE_KAFKA_GROUP=group, DKTSCORE_DELIVERY=delivery, DKTSCORE_MODEL=str(ROOT / "models/dkt"),
                         DKTSCORE_HTTP_ADDR=f"127.0.0.1:{self.port}", TF_CPP_MIN_LOG_LEVEL="2")
+        path = extra.pop("path", None)
         self.env.update({f"DKTSCORE_{k.upper()}": str(v) for k, v in extra.items()})
+        if path:
+            self.env["PATH"] = path
         self.log = open(tmp_path / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen([str(DKTSCORE), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 

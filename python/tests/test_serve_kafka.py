@@ -1,6 +1,7 @@
 """`dktscore serve` against a real Kafka broker (scripts/kafka-local), driven and
 read by an independent client (confluent-kafka / librdkafka)."""
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -210,3 +211,35 @@ def test_broker_restart_mid_stream_recovers_without_loss(tmp_path, students):
     finally:
         assert serve.stop() == 0, serve.read_log()
     assert len(set(offsets_of(rows))) == total
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# Two GPUs, as `nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits` prints them.
+echo "0, GPU-11111111-aaaa, Fake H100, 81559"
+echo "1, GPU-22222222-bbbb, Fake H100, 81559"
+"""
+
+
+def test_supervisor_runs_one_worker_per_gpu(tmp_path, students):
+    """serve --gpus all on a host whose (fake) nvidia-smi lists two GPUs: one child per GPU,
+    each scoring on the CPU through soft placement; SIGTERM stops them all."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    inp, out, dlq = topics("gpus", partitions=2)
+    produce(inp, [v for _, v in records(students, 200)])
+    parent = Serve(tmp_path, inp, out, dlq, unique("g"), gpus="all", gpu_memory_fraction="0.45", sessions=1,
+                   path=f"{bin_dir}:{os.environ['PATH']}")
+    try:
+        parent.wait_ready(timeout=180)
+        with urllib.request.urlopen(f"http://127.0.0.1:{parent.port}/readyz", timeout=5) as r:
+            report = json.load(r)
+        assert [c["name"] for c in report["children"]] == ["gpu0", "gpu1"]
+        assert all(c["ready"] and c["labels"]["memory_fraction"] == "0.45" for c in report["children"])
+        rows = consume_rows(out, 200)
+        assert len({r["source_offset"] for r in rows if r["source_partition"] == 0}) > 0
+    finally:
+        assert parent.stop() == 0, parent.read_log()
+    log = parent.read_log()
+    assert log.count("on gpu") == 2, log  # each child logged its placement
