@@ -175,7 +175,7 @@ def test_hostile_messages_go_to_the_dead_letter_topic(tmp_path, students):
 
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(tmp_path, students):
     inp, out, dlq = topics("pair", partitions=4)
-    total = 2 * len(students)
+    total = 4 * len(students)
     produce(inp, [v for _, v in records(students, total)])
     group = unique("g")
     a = Serve(tmp_path, inp, out, dlq, group)
@@ -183,7 +183,11 @@ def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(tmp_path, st
     try:
         a.wait_ready()
         b.wait_ready()
-        consume(out, lambda ms: count_rows(ms) >= total // 5)
+        # both members get partitions and score from them
+        deadline = time.time() + 60
+        while min(a.metrics()["dktscore_scored_total"], b.metrics()["dktscore_scored_total"]) == 0:
+            assert time.time() < deadline, "the partitions were not split between the two workers"
+            time.sleep(0.2)
         assert b.stop() == 0, b.read_log()  # rebalance: a takes b's partitions
         rows = consume_rows(out, total)
     finally:
