@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, 
 	go func() {
 		defer reader.Done()
 		defer batcher.Close(context.WithoutCancel(ctx))
-		if err := p.read(readCtx, src, batcher); err != nil {
+		if err := p.read(readCtx, abortCtx, src, batcher); err != nil {
 			abort(err)
 		}
 	}()
@@ -197,9 +197,7 @@ func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, 
 		}()
 	}
 	go func() { engines.Wait(); close(p.scored) }()
-	if err := p.write(abortCtx); err != nil {
-		abort(err)
-	}
+	p.write(abortCtx, abort)
 	reader.Wait()
 
 	stats := batcher.Stats()
@@ -235,8 +233,11 @@ type scoredBatch struct {
 	acks    []Ack
 }
 
-func (p *pipeline) read(ctx context.Context, src Source, batcher *batching.Batcher) error {
-	for {
+// read feeds the batcher until the source ends or ctx (stop) ends. Rejects are
+// recorded under abortCtx: a stop must not fail the dead letter of a record
+// that was already read.
+func (p *pipeline) read(ctx, abortCtx context.Context, src Source, batcher *batching.Batcher) error {
+	for ctx.Err() == nil {
 		w, ack, err := src.Read(ctx)
 		if err != nil {
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
@@ -249,7 +250,7 @@ func (p *pipeline) read(ctx context.Context, src Source, batcher *batching.Batch
 		}
 		p.progress.Consumed.Add(1)
 		if w.Reject != nil {
-			if err := p.rejects.Reject(ctx, w); err != nil {
+			if err := p.rejects.Reject(abortCtx, w); err != nil {
 				ack(err)
 				return fmt.Errorf("recording reject: %w", err)
 			}
@@ -264,14 +265,17 @@ func (p *pipeline) read(ctx context.Context, src Source, batcher *batching.Batch
 			item.correct = item.correct[item.windowStart:]
 			p.windowed.Add(1)
 		}
-		if err := batcher.Add(ctx, batching.Item{Skills: item.skills, Correct: item.correct, Ref: item}); err != nil {
+		// Once read, an item is queued even if a stop arrives meanwhile: the
+		// drain scores it. Only an abort turns it away.
+		if err := batcher.Add(abortCtx, batching.Item{Skills: item.skills, Correct: item.correct, Ref: item}); err != nil {
 			ack(err)
-			if ctx.Err() != nil {
+			if abortCtx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("student %q: %w", w.Seq.StudentID, err)
 		}
 	}
+	return nil
 }
 
 // score runs batches until the batcher closes. After an abort it keeps
@@ -339,14 +343,20 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 	return scoredBatch{results: results, acks: acks}, nil
 }
 
-func (p *pipeline) write(ctx context.Context) error {
+// write hands results to the sink until the engines are done. A failed write
+// aborts the run at once — otherwise an endless source would keep being read
+// and nacked — and everything still arriving is acked with the error.
+func (p *pipeline) write(ctx context.Context, abort context.CancelCauseFunc) {
 	var failed error
 	for batch := range p.scored {
 		if failed == nil {
 			failed = context.Cause(ctx) // an abort elsewhere: write nothing more
 		}
 		if failed == nil {
-			failed = p.sink.Write(ctx, batch.results)
+			if err := p.sink.Write(ctx, batch.results); err != nil {
+				failed = fmt.Errorf("writing results: %w", err)
+				abort(failed)
+			}
 		}
 		for _, ack := range batch.acks {
 			ack(failed)
@@ -359,8 +369,4 @@ func (p *pipeline) write(ctx context.Context) error {
 			p.progress.Interactions.Add(int64(r.SeqLen))
 		}
 	}
-	if failed != nil && ctx.Err() == nil {
-		return fmt.Errorf("writing results: %w", failed)
-	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,6 +247,31 @@ func TestSinkFailureAcksWithTheErrorAndNothingAsDone(t *testing.T) {
 		if errs := src.acks[i]; len(errs) != 1 || errs[0] == nil {
 			t.Fatalf("work %d acked %v; a result that was not written must not be acked as done", i, errs)
 		}
+	}
+}
+
+// endlessSource never ends, like a Kafka topic.
+type endlessSource struct{ reads atomic.Int64 }
+
+func (s *endlessSource) Read(ctx context.Context) (Work, Ack, error) {
+	if err := ctx.Err(); err != nil {
+		return Work{}, nil, err
+	}
+	n := s.reads.Add(1)
+	return Work{Seq: records.Sequence{StudentID: fmt.Sprint(n), Skills: []int32{1, 2}, Correct: []int8{1, 0}}}, func(error) {}, nil
+}
+
+func TestSinkFailureStopsAnEndlessSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full := errors.New("broker rejected the write")
+	src := &endlessSource{}
+	_, err := Run(ctx, testConfig(), src, sumEngine{}, &memorySink{fail: full}, &memoryRejects{}, nil)
+	if !errors.Is(err, full) {
+		t.Fatalf("Run = %v, want it to stop with the sink's error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run kept reading after the sink failed, until the test deadline")
 	}
 }
 

@@ -136,6 +136,10 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 	rejectsPath := f.output + ".rejects.jsonl"
 	rejectsFile, err := os.Create(rejectsPath)
 	if err != nil {
+		mastery.Abort()
+		if sink.Trajectory != nil {
+			sink.Trajectory.Abort()
+		}
 		return err
 	}
 	defer rejectsFile.Close()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -94,7 +95,9 @@ func (t *Transactor) begin() error {
 
 // Poll begins a transaction if none is open and returns the next fetched
 // messages, at most ConsumerConfig.MaxPollRecords. It waits for at least one
-// message; when ctx ends first it returns no messages and ctx's error. Every
+// message; when ctx ends first it returns no messages and ctx's error. A
+// transient fetch error (broker down) is logged and gives an empty poll, so
+// callers poll again; only errors retrying cannot fix are returned. Every
 // message polled before End belongs to the transaction End finishes.
 func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 	t.mu.Lock()
@@ -112,14 +115,29 @@ func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 		return msgs, nil
 	}
 	var errs []error
+	fatal := false
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
-		errs = append(errs, fmt.Errorf("kafka: fetching topic %q partition %d for group %q: %w (kgo retries it; call Poll again)", topic, partition, t.cfg.Consumer.Group, err))
+		hint := "retrying"
+		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+			errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			hint, fatal = "grant this principal READ on the topic and group and WRITE on the transactional id", true
+		}
+		errs = append(errs, fmt.Errorf("kafka: fetching topic %q partition %d for group %q: %w (%s)", topic, partition, t.cfg.Consumer.Group, err, hint))
 	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		if fatal {
+			return nil, err
+		}
+		// Broker outages and leader moves: kgo reconnects by itself. Report
+		// an empty poll so the caller polls again, as Consumer.Read does.
+		t.cfg.Consumer.Client.logger().Warn("kafka: fetch error; retrying", "group", t.cfg.Consumer.Group, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(fetchRetryBackoff):
+		}
 	}
 	return nil, ctx.Err()
 }
