@@ -23,7 +23,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 KAFKA_PORT ?= 9092
 export DKTSCORE_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: setup build run test test-go test-py kafka model bench fuzz clean
+.PHONY: setup build run test test-go test-py kafka model bench bench-go fuzz clean
 setup: $(TFLIB)/.ok
 
 $(VENV)/.ok: python/requirements.txt
@@ -62,7 +62,13 @@ model: setup
 	cd python && $(PY) -m dkt.train --train ../data/assistments/builder_train.csv \
 		--test ../$(TEST_SPLIT) --out ../models/dkt/1
 
-bench: build
+# Every row of BENCHMARKS.md in one run (engine ceiling, score, serve through
+# Kafka, Python baselines, naive batching); rewrites BENCHMARKS.md.
+bench: build kafka
+	$(PY) bench/run.py
+
+# The Go micro-benchmarks (batching).
+bench-go: build
 	go test -run '^$$' -bench . -benchtime 3x ./...
 
 # Each decoder's fuzz target for FUZZTIME; crashers land in testdata/fuzz as seeds.

@@ -15,6 +15,7 @@ Usage:
   dktscore score --model M --input F --output O [flags]
                                          score a file, write mastery as Parquet or Arrow
   dktscore serve [flags]                 score JSON sequence records from Kafka (DKTSCORE_* env)
+  dktscore bench [flags]                 time the engine over pre-built batches (see make bench)
   dktscore help                          this text
 
 Run 'dktscore COMMAND --help' for a command's flags.
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return scoreCmd(args[1:], stdout, stderr)
 	case "serve":
 		return serveCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

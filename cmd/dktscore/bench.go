@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dktscore/dktscore/batching"
+	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/io/records"
+	"github.com/dktscore/dktscore/model"
+)
+
+// benchDefaultInput is the ASSISTments test split the issue-6 benchmark uses.
+const benchDefaultInput = "data/assistments/builder_test.csv"
+
+// benchRow is one measured row of `dktscore bench`, printed as one JSON line
+// with --json (bench/run.py reads these) or as a line of text.
+type benchRow struct {
+	Row          string    `json:"row"` // "a" (engine ceiling) or "f" (naive batching)
+	Name         string    `json:"name"`
+	Sequences    int       `json:"sequences"`
+	Interactions int       `json:"interactions"`
+	Computed     int       `json:"computed_steps"`
+	Batches      int       `json:"batches"`
+	Runs         []float64 `json:"runs_s"`
+	Median       float64   `json:"median_s"`
+	SeqPerSec    float64   `json:"sequences_per_s"`
+	IntPerSec    float64   `json:"interactions_per_s"`
+	Padding      float64   `json:"padding_efficiency"`
+	PeakRSSKiB   int64     `json:"peak_rss_kib"` // VmHWM of this process after the row
+	Sessions     int       `json:"sessions"`
+	Threads      int       `json:"threads"`
+}
+
+// benchCmd measures the engine alone, with no I/O or decoding in the timed part:
+// every batch is built first, then only model.Predict over them is timed, with
+// as many goroutines as sessions (as `score` runs them). Row a builds the
+// batches with the batching.Assembler and the same policy as `score`; row f
+// with naive batching, batch-size sequences in file order padded to the longest.
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f scoreFlags
+	f.register(fs)
+	rows := fs.String("rows", "a,f", "rows to measure: a (engine ceiling, length buckets), f (naive batching: file order, pad to longest)")
+	runs := fs.Int("runs", 3, "timed passes per row; the median is reported")
+	warmup := fs.Int("warmup", 1, "untimed passes per row before the timed ones")
+	asJSON := fs.Bool("json", false, "print one JSON object per row")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: dktscore bench [--model M] [--input F] [--rows a,f] [flags]\n\n"+
+			"Times model.Predict alone over pre-built batches of F (default "+benchDefaultInput+"; no I/O, no decoding).\n"+
+			"--output, --trajectory and --quiet are ignored.\n"+
+			"The full side-by-side benchmark (score, serve, Python baselines) is `make bench` (bench/run.py).\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if f.input == "" {
+		f.input = benchDefaultInput
+	}
+	if fs.NArg() > 0 || *runs < 1 || *warmup < 0 {
+		fmt.Fprintln(stderr, "dktscore bench: --runs must be ≥ 1 and --warmup ≥ 0 (and nothing else on the command line)")
+		fs.Usage()
+		return 2
+	}
+	var want []string
+	for _, r := range strings.Split(*rows, ",") {
+		r = strings.TrimSpace(r)
+		if r != "a" && r != "f" {
+			fmt.Fprintf(stderr, "dktscore bench: --rows: %q is not a or f\n", r)
+			return 2
+		}
+		want = append(want, r)
+	}
+	if err := bench(f, want, *runs, *warmup, *asJSON, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "dktscore bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, stderr io.Writer) error {
+	names, err := parseTensorNames(f.tensorNames)
+	if err != nil {
+		return err
+	}
+	threads := f.threads
+	if threads == 0 {
+		threads = gpu.CPUThreads(f.sessions)
+	}
+	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
+	if err != nil {
+		return err
+	}
+	m, err := model.Load(model.Config{Path: f.model, Tag: f.tag, Signature: f.signature, Names: names,
+		Sessions: f.sessions, SessionConfig: sessionConfig})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	seqs, err := readAll(f, m.NumSkills)
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("%s: no valid sequences", f.input)
+	}
+	for _, row := range rows {
+		var batches []*batching.Batch
+		name := ""
+		switch row {
+		case "a":
+			name = "engine ceiling (length buckets)"
+			batches, err = bucketedBatches(f, m.NumSkills, seqs)
+		case "f":
+			name = "naive batching (file order, pad to longest)"
+			batches = naiveBatches(f.batchSize, m.NumSkills, seqs)
+		}
+		if err != nil {
+			return err
+		}
+		res := benchRow{Row: row, Name: name, Batches: len(batches), Sessions: f.sessions, Threads: threads}
+		for _, b := range batches {
+			res.Sequences += b.Size()
+			res.Interactions += b.RealSteps()
+			res.Computed += b.ComputedSteps()
+		}
+		outs := make([]model.Outputs, len(batches))
+		for i, b := range batches {
+			outs[i] = model.Outputs{Last: make([]float32, b.Size()*m.NumSkills), Next: make([]float32, b.RealSteps())}
+		}
+		for range warmup {
+			if _, err := predictAll(m, f.sessions, batches, outs); err != nil {
+				return err
+			}
+		}
+		for range runs {
+			secs, err := predictAll(m, f.sessions, batches, outs)
+			if err != nil {
+				return err
+			}
+			res.Runs = append(res.Runs, secs)
+		}
+		res.Median = median(res.Runs)
+		res.SeqPerSec = float64(res.Sequences) / res.Median
+		res.IntPerSec = float64(res.Interactions) / res.Median
+		res.Padding = float64(res.Interactions) / float64(res.Computed)
+		res.PeakRSSKiB = peakRSSKiB()
+		for _, b := range batches {
+			b.Release()
+		}
+		if asJSON {
+			line, _ := json.Marshal(res)
+			fmt.Fprintf(stdout, "%s\n", line)
+		} else {
+			fmt.Fprintf(stdout, "%s %-44s %4d batches  median %.3fs of %d  %8.1f sequences/s  %9.0f interactions/s  padding %.4f  VmHWM %d MiB\n",
+				res.Row, res.Name, res.Batches, res.Median, runs, res.SeqPerSec, res.IntPerSec, res.Padding, res.PeakRSSKiB/1024)
+		}
+	}
+	return nil
+}
+
+// readAll decodes every valid sequence of the input; rejects are skipped (score
+// writes them to its rejects file and scores the rest).
+func readAll(f scoreFlags, numSkills int) ([]records.Sequence, error) {
+	inFormat := records.Format(f.inputFormat)
+	var err error
+	if inFormat != "" {
+		if inFormat, err = records.ParseFormat(f.inputFormat); err != nil {
+			return nil, err
+		}
+	}
+	in, err := openInput(f.input, inFormat, numSkills)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	var seqs []records.Sequence
+	for {
+		s, err := in.Next()
+		var reject *records.RejectError
+		switch {
+		case errors.Is(err, io.EOF):
+			return seqs, nil
+		case errors.As(err, &reject):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if f.maxSteps > 0 && s.Len() > f.maxSteps {
+			s.Skills, s.Correct = s.Skills[s.Len()-f.maxSteps:], s.Correct[s.Len()-f.maxSteps:]
+		}
+		seqs = append(seqs, s)
+	}
+}
+
+// bucketedBatches files every sequence through an Assembler with score's policy
+// and drains it. The clock never advances, so no batch is flushed by delay:
+// these are the batches score makes when input arrives faster than MaxDelay.
+func bucketedBatches(f scoreFlags, numSkills int, seqs []records.Sequence) ([]*batching.Batch, error) {
+	asm, err := batching.NewAssembler(batching.Config{NumSkills: numSkills, MaxBatchSize: f.batchSize,
+		MaxDelay: f.maxDelay, MaxPaddedSteps: f.maxPaddedSteps, BucketGrowth: f.bucketGrowth})
+	if err != nil {
+		return nil, err
+	}
+	var now time.Time
+	var out []*batching.Batch
+	for _, s := range seqs {
+		bs, err := asm.Add(batching.Item{Skills: s.Skills, Correct: s.Correct}, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return append(out, asm.Drain()...), nil
+}
+
+// naiveBatches groups size sequences at a time in file order and pads each
+// group to its longest sequence, with the same tensor layout as package batching.
+func naiveBatches(size, numSkills int, seqs []records.Sequence) []*batching.Batch {
+	depth := 2 * numSkills
+	var out []*batching.Batch
+	for chunk := range slices.Chunk(seqs, size) {
+		steps := 0
+		for _, s := range chunk {
+			steps = max(steps, s.Len())
+		}
+		b := &batching.Batch{Steps: steps, InputX: make([]float32, len(chunk)*steps*depth),
+			TargetID: make([]int32, len(chunk)*steps), SeqLen: make([]int32, len(chunk))}
+		for i, s := range chunk {
+			n := s.Len()
+			b.SeqLen[i] = int32(n)
+			b.Items = append(b.Items, batching.Item{Skills: s.Skills, Correct: s.Correct})
+			for t, k := range s.Skills {
+				b.InputX[(i*steps+t)*depth+int(k)+numSkills*int(s.Correct[t])] = 1
+			}
+			copy(b.TargetID[i*steps:i*steps+n-1], s.Skills[1:])
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// predictAll runs every batch once, spread over sessions goroutines, and returns
+// the wall time in seconds.
+func predictAll(m *model.Model, sessions int, batches []*batching.Batch, outs []model.Outputs) (float64, error) {
+	ctx := context.Background()
+	next := make(chan int, len(batches))
+	for i := range batches {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	errs := make([]error, sessions)
+	start := time.Now()
+	for w := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				b := batches[i]
+				in := model.Inputs{Size: b.Size(), Steps: b.Steps, InputX: b.InputX, TargetID: b.TargetID, SeqLen: b.SeqLen}
+				if err := m.Predict(ctx, in, outs[i]); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start).Seconds(), errors.Join(errs...)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// peakRSSKiB is the process's peak resident set (VmHWM), or -1 where
+// /proc/self/status is unavailable.
+func peakRSSKiB() int64 {
+	file, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err == nil {
+				return kib
+			}
+		}
+	}
+	return -1
+}
