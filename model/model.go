@@ -353,7 +353,7 @@ type rowPicker struct {
 	numSkills int
 	out       Outputs
 	seen      int
-	pending     []byte
+	pending   []byte
 }
 
 func (p *rowPicker) Write(chunk []byte) (int, error) {

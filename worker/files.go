@@ -71,4 +71,3 @@ func (s ColumnarSink) Write(_ context.Context, results []Result) error {
 	}
 	return nil
 }
-

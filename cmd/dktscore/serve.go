@@ -297,7 +297,9 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipeline := worker.Config{Batching: cfg.batching(m.NumSkills), Engines: cfg.Sessions, MaxSteps: cfg.MaxSteps}
 	output := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, WithSource: true}
-	decode := func(msg kafka.Message) worker.Work { return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes) }
+	decode := func(msg kafka.Message) worker.Work {
+		return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
+	}
 	sinks := func(w worker.MessageWriter) (worker.Sink, worker.RejectSink) {
 		return worker.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
 			// A dead letter keeps the original bytes, cut to leave room for its
