@@ -92,24 +92,15 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, stderr io.Writer) error {
-	names, err := parseTensorNames(f.tensorNames)
-	if err != nil {
-		return err
-	}
-	threads := f.threads
-	if threads == 0 {
-		threads = gpu.CPUThreads(f.sessions)
-	}
-	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
-	if err != nil {
-		return err
-	}
-	m, err := model.Load(model.Config{Path: f.model, Tag: f.tag, Signature: f.signature, Names: names,
-		Sessions: f.sessions, SessionConfig: sessionConfig})
+	m, err := loadModel(f)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	threads := f.threads
+	if threads == 0 {
+		threads = gpu.CPUThreads(f.sessions) // as loadModel chose, for the report
+	}
 
 	seqs, err := readAll(f, m.NumSkills)
 	if err != nil {

@@ -81,24 +81,11 @@ func scoreCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
-	names, err := parseTensorNames(f.tensorNames)
-	if err != nil {
-		return err
-	}
 	outFormat, err := outputFormat(f.output, f.outputFormat)
 	if err != nil {
 		return err
 	}
-	threads := f.threads
-	if threads == 0 {
-		threads = gpu.CPUThreads(f.sessions)
-	}
-	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
-	if err != nil {
-		return err
-	}
-	m, err := model.Load(model.Config{Path: f.model, Tag: f.tag, Signature: f.signature, Names: names,
-		Sessions: f.sessions, SessionConfig: sessionConfig})
+	m, err := loadModel(f)
 	if err != nil {
 		return err
 	}
@@ -173,6 +160,24 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 	}
 	printSummary(stdout, sum, f, outFormat, trajectoryPath, rejectsPath)
 	return nil
+}
+
+// loadModel loads the model with the session pool and threads the flags ask for.
+func loadModel(f scoreFlags) (*model.Model, error) {
+	names, err := parseTensorNames(f.tensorNames)
+	if err != nil {
+		return nil, err
+	}
+	threads := f.threads
+	if threads == 0 {
+		threads = gpu.CPUThreads(f.sessions)
+	}
+	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
+	if err != nil {
+		return nil, err
+	}
+	return model.Load(model.Config{Path: f.model, Tag: f.tag, Signature: f.signature, Names: names,
+		Sessions: f.sessions, SessionConfig: sessionConfig})
 }
 
 func printSummary(w io.Writer, s worker.Summary, f scoreFlags, format columnar.Format, trajectoryPath, rejectsPath string) {
