@@ -81,6 +81,21 @@ func (b *Batch) Release() {
 	b.InputX, b.TargetID, b.SeqLen, b.Items = nil, nil, nil, nil
 }
 
+// PadToLongest builds one batch of items in the order given, padded to the
+// longest, outside any batcher: for tools that choose the grouping themselves
+// (the naive-batching benchmark row). Its buffers are not pooled.
+func PadToLongest(numSkills int, items []Item) (*Batch, error) {
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%w: no items to pad", ErrInvalidItem)
+	}
+	for _, it := range items {
+		if err := ValidateItem(it, numSkills); err != nil {
+			return nil, err
+		}
+	}
+	return padToLongest(new(bufferPool), numSkills, items, FlushDrain, time.Now()), nil
+}
+
 // padToLongest builds a batch of the given items, padding every sequence to
 // the longest one. Items must have passed ValidateItem.
 func padToLongest(pool *bufferPool, numSkills int, items []Item, reason FlushReason, oldest time.Time) *Batch {

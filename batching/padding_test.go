@@ -1,6 +1,7 @@
 package batching
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -23,8 +24,10 @@ func TestPadToLongestContract(t *testing.T) {
 			for i, n := range tc.lengths {
 				items[i] = seq(i, n, numSkills)
 			}
-			var pool bufferPool
-			b := padToLongest(&pool, numSkills, items, FlushDrain, t0)
+			b, err := PadToLongest(numSkills, items)
+			if err != nil {
+				t.Fatal(err)
+			}
 			checkContract(t, b, numSkills)
 			if got, want := b.ComputedSteps(), len(items)*b.Steps; got != want {
 				t.Errorf("ComputedSteps = %d, want %d", got, want)
@@ -37,6 +40,14 @@ func TestPadToLongestContract(t *testing.T) {
 				t.Errorf("RealSteps = %d, want %d", b.RealSteps(), sum)
 			}
 		})
+	}
+}
+
+func TestPadToLongestRejectsWhatItCannotPad(t *testing.T) {
+	for _, items := range [][]Item{nil, {{Skills: []int32{7}, Correct: []int8{1}}}} {
+		if _, err := PadToLongest(5, items); !errors.Is(err, ErrInvalidItem) {
+			t.Errorf("PadToLongest(%v) = %v, want ErrInvalidItem", items, err)
+		}
 	}
 }
 

@@ -51,9 +51,13 @@ func (c SessionConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CPUThreads splits the machine's cores between concurrent sessions so that
-// sessions × intra-op threads does not exceed the cores.
-func CPUThreads(sessions int) int {
+// ThreadsPerSession is the intra-op thread count for each of sessions
+// concurrent sessions: requested when set, else the machine's cores split
+// between them so that sessions × threads does not oversubscribe the CPU.
+func ThreadsPerSession(requested, sessions int) int {
+	if requested > 0 {
+		return requested
+	}
 	if sessions < 1 {
 		sessions = 1
 	}

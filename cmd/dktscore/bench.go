@@ -97,10 +97,7 @@ func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, s
 		return err
 	}
 	defer m.Close()
-	threads := f.threads
-	if threads == 0 {
-		threads = gpu.CPUThreads(f.sessions) // as loadModel chose, for the report
-	}
+	threads := gpu.ThreadsPerSession(f.threads, f.sessions) // as loadModel chose, for the report
 
 	seqs, err := readAll(f, m.NumSkills)
 	if err != nil {
@@ -118,7 +115,7 @@ func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, s
 			batches, err = bucketedBatches(f, m.NumSkills, seqs)
 		case "f":
 			name = "naive batching (file order, pad to longest)"
-			batches = naiveBatches(f.batchSize, m.NumSkills, seqs)
+			batches, err = naiveBatches(f.batchSize, m.NumSkills, seqs)
 		}
 		if err != nil {
 			return err
@@ -221,28 +218,20 @@ func bucketedBatches(f scoreFlags, numSkills int, seqs []records.Sequence) ([]*b
 
 // naiveBatches groups size sequences at a time in file order and pads each
 // group to its longest sequence, with the same tensor layout as package batching.
-func naiveBatches(size, numSkills int, seqs []records.Sequence) []*batching.Batch {
-	depth := 2 * numSkills
+func naiveBatches(size, numSkills int, seqs []records.Sequence) ([]*batching.Batch, error) {
 	var out []*batching.Batch
 	for chunk := range slices.Chunk(seqs, size) {
-		steps := 0
-		for _, s := range chunk {
-			steps = max(steps, s.Len())
-		}
-		b := &batching.Batch{Steps: steps, InputX: make([]float32, len(chunk)*steps*depth),
-			TargetID: make([]int32, len(chunk)*steps), SeqLen: make([]int32, len(chunk))}
+		items := make([]batching.Item, len(chunk))
 		for i, s := range chunk {
-			n := s.Len()
-			b.SeqLen[i] = int32(n)
-			b.Items = append(b.Items, batching.Item{Skills: s.Skills, Correct: s.Correct})
-			for t, k := range s.Skills {
-				b.InputX[(i*steps+t)*depth+int(k)+numSkills*int(s.Correct[t])] = 1
-			}
-			copy(b.TargetID[i*steps:i*steps+n-1], s.Skills[1:])
+			items[i] = batching.Item{Skills: s.Skills, Correct: s.Correct}
+		}
+		b, err := batching.PadToLongest(numSkills, items)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, b)
 	}
-	return out
+	return out, nil
 }
 
 // predictAll runs every batch once, spread over sessions goroutines, and returns

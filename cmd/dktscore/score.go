@@ -168,11 +168,7 @@ func loadModel(f scoreFlags) (*model.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	threads := f.threads
-	if threads == 0 {
-		threads = gpu.CPUThreads(f.sessions)
-	}
-	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: threads}.ConfigProto()
+	sessionConfig, err := gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(f.threads, f.sessions)}.ConfigProto()
 	if err != nil {
 		return nil, err
 	}

@@ -268,11 +268,7 @@ func envErrors(err error, opts env.Options) error {
 }
 
 func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw io.Writer) error {
-	threads := cfg.Threads
-	if threads == 0 {
-		threads = gpu.CPUThreads(cfg.Sessions)
-	}
-	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: threads}).ConfigProto()
+	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(cfg.Threads, cfg.Sessions)}).ConfigProto()
 	if err != nil {
 		return err
 	}

@@ -203,17 +203,21 @@ func (c *Consumer) Read(ctx context.Context) (Message, func(error), error) {
 		// a revoke callback can see and remove them.
 		c.cl.AllowRebalance()
 
-		if err, fatal := c.fetchError(ctx, fetches); err != nil {
-			if fatal || ctx.Err() != nil || errors.Is(err, ErrClosed) {
-				return Message{}, nil, err
-			}
-			// Broker outages, leader moves and the like: kgo reconnects and
-			// retries by itself, so keep reading rather than stop the worker.
-			c.log.Warn("kafka: fetch error; retrying", "group", c.cfg.Group, "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(fetchRetryBackoff):
-			}
+		if fetches.IsClientClosed() {
+			return Message{}, nil, ErrClosed
+		}
+		err, fatal := fetchErrors(fetches, c.cfg.Group)
+		if err == nil {
+			continue
+		}
+		if fatal {
+			return Message{}, nil, err
+		}
+		// Broker outages, leader moves and the like: kgo reconnects and
+		// retries by itself, so keep reading rather than stop the worker.
+		c.log.Warn("kafka: fetch error; retrying", "group", c.cfg.Group, "err", err)
+		if c.buffered() == 0 {
+			waitToRetry(ctx)
 		}
 	}
 }
@@ -239,31 +243,39 @@ func (c *Consumer) pop() (Message, func(error), bool) {
 // fetchRetryBackoff spaces out polls while the brokers are unreachable.
 const fetchRetryBackoff = 500 * time.Millisecond
 
-// fetchError turns a poll's errors into one error, or nil when there are
-// none worth reporting; fatal marks errors retrying cannot fix (permissions).
-func (c *Consumer) fetchError(ctx context.Context, fetches kgo.Fetches) (err error, fatal bool) {
-	if fetches.IsClientClosed() {
-		return ErrClosed, true
-	}
+// fetchErrors turns a poll's errors into one error, or nil when there are
+// none worth reporting (cancellation is the caller's ctx to report). fatal
+// marks errors that retrying cannot fix: missing permissions.
+func fetchErrors(fetches kgo.Fetches, group string) (err error, fatal bool) {
 	var errs []error
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return // reported through ctx below
+			return
 		}
 		hint := "retrying"
-		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) {
-			hint = "grant this principal READ on the topic and the group"
+		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+			errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			hint = "grant this principal READ on the topic and the group (and WRITE on the transactional id)"
 			fatal = true
 		}
-		errs = append(errs, fmt.Errorf("kafka: fetching topic %q partition %d for group %q: %w (%s)", topic, partition, c.cfg.Group, err, hint))
+		errs = append(errs, fmt.Errorf("kafka: fetching topic %q partition %d for group %q: %w (%s)", topic, partition, group, err, hint))
 	})
-	if len(errs) > 0 {
-		return errors.Join(errs...), fatal
+	return errors.Join(errs...), fatal
+}
+
+// waitToRetry pauses before the next poll after a transient fetch error.
+func waitToRetry(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(fetchRetryBackoff):
 	}
-	if err := ctx.Err(); err != nil {
-		return err, true
-	}
-	return nil, false
+}
+
+// buffered is how many fetched records Read has not handed out yet.
+func (c *Consumer) buffered() int {
+	c.bufMu.Lock()
+	defer c.bufMu.Unlock()
+	return len(c.buf)
 }
 
 // Pause stops fetching from every assigned partition; Read still hands out

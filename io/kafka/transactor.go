@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -114,30 +113,14 @@ func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 	if len(msgs) > 0 {
 		return msgs, nil
 	}
-	var errs []error
-	fatal := false
-	fetches.EachError(func(topic string, partition int32, err error) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return
-		}
-		hint := "retrying"
-		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
-			errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			hint, fatal = "grant this principal READ on the topic and group and WRITE on the transactional id", true
-		}
-		errs = append(errs, fmt.Errorf("kafka: fetching topic %q partition %d for group %q: %w (%s)", topic, partition, t.cfg.Consumer.Group, err, hint))
-	})
-	if err := errors.Join(errs...); err != nil {
+	if err, fatal := fetchErrors(fetches, t.cfg.Consumer.Group); err != nil {
 		if fatal {
 			return nil, err
 		}
 		// Broker outages and leader moves: kgo reconnects by itself. Report
 		// an empty poll so the caller polls again, as Consumer.Read does.
 		t.cfg.Consumer.Client.logger().Warn("kafka: fetch error; retrying", "group", t.cfg.Consumer.Group, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(fetchRetryBackoff):
-		}
+		waitToRetry(ctx)
 	}
 	return nil, ctx.Err()
 }
