@@ -318,16 +318,14 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 		return scoredBatch{}, fmt.Errorf("scoring a batch of %d students: %w", len(b.Items), err)
 	}
 	if p.cfg.Observer != nil {
-		p.cfg.Observer.ObserveBatch(len(b.Items), b.RealSteps(), b.ComputedSteps(), b.Reason.String(), time.Since(started))
+		p.cfg.Observer.ObserveBatch(len(b.Items), real, b.ComputedSteps(), b.Reason.String(), time.Since(started))
 	}
-	var acks []Ack
-	for _, it := range b.Items {
-		acks = append(acks, it.Ref.(*pending).ack)
-	}
+	acks := make([]Ack, len(b.Items))
 	results := make([]Result, len(b.Items))
 	row := 0
 	for i, it := range b.Items {
 		item := it.Ref.(*pending)
+		acks[i] = item.ack
 		n := len(item.skills)
 		results[i] = Result{
 			StudentID: item.work.Seq.StudentID, SeqLen: n, WindowStart: item.windowStart,
