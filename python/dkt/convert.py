@@ -71,7 +71,7 @@ def convert(checkpoint, prefix, out_dir, output_tensor=None):
                 raise ConvertError(f"{err}; name the sigmoid over the reshaped logits with --output-tensor, "
                                    f"one of: {', '.join(sigmoids) or '(no Sigmoid ops)'}") from None
         needed = v1.trainable_variables()
-        export.export_saved_model(sess, inputs, {dkt_model.OUTPUT: pred_all}, out_dir,
+        export.export_saved_model(sess, {dkt_model.SIGNATURE: (inputs, {dkt_model.OUTPUT: pred_all})}, out_dir,
                                   saver=v1.train.Saver(var_list=needed))
 
 

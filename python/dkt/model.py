@@ -17,6 +17,19 @@ SIGNATURE = "predict"
 INPUTS = ("input_x", "target_id", "max_steps", "sequence_len", "keep_prob", "batch_size")
 OUTPUT = "pred_all"
 
+# The compact signatures exported next to "predict" (same weights, same graph).
+# predict_ids takes skill ids and correctness instead of the [B, T, 2S] one-hot;
+# step advances carried LSTM state by one interaction (event mode).
+IDS_SIGNATURE = "predict_ids"
+IDS_INPUTS = ("skill_id", "correct", "sequence_len")
+STEP_SIGNATURE = "step"
+STEP_OUTPUT = "mastery"
+
+
+def state_keys(layer):
+    """Signature keys of one layer's carried LSTM state (c, h): the same key in step's inputs and outputs."""
+    return f"state_c_{layer}", f"state_h_{layer}"
+
 
 class TensorFlowDKT:
     def __init__(self, num_skills, hidden_neurons=(200,), learning_rate=0.01, max_grad_norm=5.0, training=True,
@@ -41,6 +54,7 @@ class TensorFlowDKT:
         # would otherwise draw them in a varying order and make training
         # irreproducible.
         states = self.input_x
+        self.layers = []  # (kernel, bias, units) per LSTM layer, for the compact signatures
         for i, size in enumerate(hidden_neurons):
             # Explicit seeds: legacy Keras cells ignore the graph-level seed.
             cell = v1.nn.rnn_cell.LSTMCell(num_units=size, state_is_tuple=True,
@@ -48,11 +62,14 @@ class TensorFlowDKT:
             with v1.variable_scope(f"layer_{i}"):
                 states, _ = v1.nn.dynamic_rnn(cell, states, sequence_length=self.sequence_len,
                                               initial_state=cell.zero_state(self.batch_size, tf.float32))
+            kernel, bias = sorted(cell.trainable_weights, key=lambda v: "bias" in v.name)
+            self.layers.append((kernel, bias, size))
             states = tf.nn.dropout(states, rate=1.0 - self.keep_prob, seed=seed + 100 + i)
 
         hidden = hidden_neurons[-1]
         w = v1.get_variable("W", [hidden, num_skills], initializer=v1.glorot_uniform_initializer(seed=seed + 200))
         b = v1.get_variable("b", [num_skills], initializer=v1.zeros_initializer())
+        self.w, self.b = w, b
         flat_states = tf.reshape(states, [self.batch_size * self.max_steps, hidden])
         logits = tf.matmul(flat_states, w) + b
         self.pred_all = tf.sigmoid(
@@ -94,3 +111,91 @@ class TensorFlowDKT:
     def signature_tensors(self):
         inputs = {name: getattr(self, name) for name in INPUTS}
         return inputs, {OUTPUT: self.pred_all}
+
+    def signatures(self):
+        """Every exported signature: name -> (inputs, outputs)."""
+        with v1.name_scope(IDS_SIGNATURE):
+            ids = ids_signature(self.layers, self.w, self.b, self.num_skills)
+        with v1.name_scope(STEP_SIGNATURE):
+            step = step_signature(self.layers, self.w, self.b, self.num_skills)
+        return {SIGNATURE: self.signature_tensors(), IDS_SIGNATURE: ids, STEP_SIGNATURE: step}
+
+
+# The compact signatures compute exactly the LSTMCell of the origin graph
+# (gates i, j, f, o; forget bias 1; tanh), with one change of arithmetic: the
+# first layer's input projection one_hot(skill + S·correct) @ kernel[:2S] is the
+# kernel row at that index, so it is gathered instead of multiplied. That drops
+# the [B, T, 2S] float input and about half the FLOPs of a step.
+FORGET_BIAS = 1.0
+
+
+def lstm_step(projected, c, h, recurrent_kernel, bias):
+    """One LSTMCell step given the input's projection x @ kernel[:input_size]."""
+    z = tf.nn.bias_add(projected + tf.matmul(h, recurrent_kernel), bias)
+    i, j, f, o = tf.split(z, 4, axis=1)
+    c = tf.sigmoid(f + FORGET_BIAS) * c + tf.sigmoid(i) * tf.tanh(j)
+    return c, tf.sigmoid(o) * tf.tanh(c)
+
+
+def project_inputs(layer, kernel, x, num_skills):
+    """x @ kernel[:input_size]: a row gather of interaction ids for the first layer, a matmul after."""
+    if layer == 0:
+        return tf.gather(kernel[: 2 * num_skills], x)
+    return tf.matmul(x, kernel[: x.shape[-1]])
+
+
+def interaction_ids(skill_id, correct, num_skills):
+    """The origin's one-hot index skill + S·correct."""
+    return skill_id + num_skills * correct
+
+
+def ids_signature(layers, w, b, num_skills):
+    """predict_ids: pred_all [B, T, S] from skill_id/correct [B, T] and sequence_len [B]."""
+    skill_id = v1.placeholder(tf.int32, [None, None], name="skill_id")
+    correct = v1.placeholder(tf.int32, [None, None], name="correct")
+    sequence_len = v1.placeholder(tf.int32, [None], name="sequence_len")
+    batch, steps = tf.shape(skill_id)[0], tf.shape(skill_id)[1]
+    # Like dynamic_rnn over sequence_len: outputs past a row's length are zero.
+    real = tf.sequence_mask(sequence_len, steps, dtype=tf.float32)[:, :, None]
+    outputs = interaction_ids(skill_id, correct, num_skills)  # [B, T]
+    for layer, (kernel, bias, units) in enumerate(layers):
+        if layer == 0:
+            projected = project_inputs(0, kernel, outputs, num_skills)  # [B, T, 4H]
+        else:
+            flat = tf.reshape(outputs, [batch * steps, outputs.shape[-1]])
+            projected = tf.reshape(project_inputs(layer, kernel, flat, num_skills), [batch, steps, 4 * units])
+        recurrent = kernel[kernel.shape[0] - units:]
+
+        def advance(state, x, recurrent=recurrent, bias=bias):
+            return lstm_step(x, state[0], state[1], recurrent, bias)
+
+        zero = tf.zeros([batch, units])
+        _, hs = tf.scan(advance, tf.transpose(projected, [1, 0, 2]), initializer=(zero, zero))
+        outputs = tf.transpose(hs, [1, 0, 2]) * real  # [B, T, H]
+    hidden = layers[-1][2]
+    logits = tf.matmul(tf.reshape(outputs, [batch * steps, hidden]), w) + b
+    pred_all = tf.sigmoid(tf.reshape(logits, [batch, steps, num_skills]), name="pred_all")
+    return {"skill_id": skill_id, "correct": correct, "sequence_len": sequence_len}, {OUTPUT: pred_all}
+
+
+def step_signature(layers, w, b, num_skills):
+    """step: one interaction per row applied to carried state; new state and mastery [B, S].
+
+    Zero state is a student with no history, so mastery after the first step
+    equals pred_all[:, 0, :] of predict."""
+    skill_id = v1.placeholder(tf.int32, [None], name="skill_id")
+    correct = v1.placeholder(tf.int32, [None], name="correct")
+    inputs = {"skill_id": skill_id, "correct": correct}
+    outputs = {}
+    x = interaction_ids(skill_id, correct, num_skills)
+    for layer, (kernel, bias, units) in enumerate(layers):
+        c_key, h_key = state_keys(layer)
+        c = v1.placeholder(tf.float32, [None, units], name=c_key)
+        h = v1.placeholder(tf.float32, [None, units], name=h_key)
+        inputs[c_key], inputs[h_key] = c, h
+        recurrent = kernel[kernel.shape[0] - units:]
+        c, h = lstm_step(project_inputs(layer, kernel, x, num_skills), c, h, recurrent, bias)
+        outputs[c_key], outputs[h_key] = tf.identity(c, name="new_" + c_key), tf.identity(h, name="new_" + h_key)
+        x = h
+    outputs[STEP_OUTPUT] = tf.sigmoid(tf.matmul(x, w) + b, name=STEP_OUTPUT)
+    return inputs, outputs

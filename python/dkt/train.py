@@ -127,8 +127,7 @@ def main(argv=None):
             train_seconds = time.time() - started
     with inference_session(best_weights, args) as (sess, model):
         test_auc = evaluate(sess, model, test, args.num_skills)
-        inputs, outputs = model.signature_tensors()
-        export.export_saved_model(sess, inputs, outputs, args.out)
+        export.export_saved_model(sess, model.signatures(), args.out)
     print(f"best epoch {best + 1}: pooled test AUC {test_auc:.4f}", flush=True)
 
     report = {

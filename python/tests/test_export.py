@@ -39,3 +39,58 @@ def test_padding_does_not_change_a_students_predictions(bundled_model, test_spli
         alone = predictor.predict(data.pad_batch([s], 124))[0]
         np.testing.assert_allclose(together[b, :n], alone[:n], atol=1e-6)
     predictor.close()
+
+
+def real_students(test_split, count=12):
+    """The first students plus the two longest (thousands of steps)."""
+    students = data.read_dkt3(test_split)
+    longest = sorted(students, key=lambda s: len(s.skills))[-2:]
+    return students[:count] + longest
+
+
+def test_predict_ids_equals_predict(bundled_model, test_split):
+    """The compact signature gathers kernel rows instead of multiplying a one-hot: same pred_all."""
+    predictor = export.Predictor(bundled_model)
+    students = real_students(test_split)
+    padded = data.pad_batch(students, 124)
+    want = predictor.predict(padded)
+    steps = padded["max_steps"]
+    skill_id = np.zeros((len(students), steps), np.int32)
+    correct = np.zeros((len(students), steps), np.int32)
+    for b, s in enumerate(students):
+        skill_id[b, : len(s.skills)] = s.skills
+        correct[b, : len(s.skills)] = s.correct
+    got = predictor.run("predict_ids", skill_id=skill_id, correct=correct,
+                        sequence_len=padded["sequence_len"])["pred_all"]
+    assert got.shape == want.shape
+    for b, s in enumerate(students):
+        n = len(s.skills)
+        np.testing.assert_allclose(got[b, :n], want[b, :n], atol=1e-5)
+    predictor.close()
+
+
+def test_step_reproduces_predict_at_every_step(bundled_model, test_split):
+    """Carrying (c, h) through step, one interaction at a time, gives pred_all[:, t, :] at every t."""
+    predictor = export.Predictor(bundled_model)
+    students = real_students(test_split)
+    padded = data.pad_batch(students, 124)
+    want = predictor.predict(padded)
+    sig = predictor.signatures["step"]
+    state_keys = sorted(k for k in sig.inputs if k.startswith("state_"))
+    assert state_keys == ["state_c_0", "state_h_0"]
+    assert sorted(sig.outputs) == ["mastery", "state_c_0", "state_h_0"]
+    hidden = sig.inputs["state_c_0"].tensor_shape.dim[1].size
+    # Every student steps in the same run; finished students keep stepping on
+    # padding, which is harmless because their rows are no longer compared.
+    state = {k: np.zeros((len(students), hidden), np.float32) for k in state_keys}
+    worst = 0.0
+    for t in range(padded["max_steps"]):
+        skill = np.array([s.skills[t] if t < len(s.skills) else 0 for s in students], np.int32)
+        corr = np.array([s.correct[t] if t < len(s.skills) else 0 for s in students], np.int32)
+        out = predictor.run("step", skill_id=skill, correct=corr, **state)
+        state = {k: out[k] for k in state_keys}
+        for b, s in enumerate(students):
+            if t < len(s.skills):
+                worst = max(worst, float(np.abs(out["mastery"][b] - want[b, t]).max()))
+    assert worst <= 1e-5, worst
+    predictor.close()

@@ -1,0 +1,75 @@
+"""Re-exports a SavedModel written by dkt.train with every current signature.
+
+    python -m dkt.upgrade --model models/dkt/1 --out /tmp/dkt1 && mv ...
+
+The weights are read from the SavedModel's variables and loaded, unchanged, into
+a freshly built inference graph that carries predict, predict_ids and step. The
+architecture (num_skills, hidden sizes) comes from the variables' shapes, so no
+training run is needed to add a signature to a model that is already trained.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from . import export
+from . import train
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+
+def read_weights(model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "variables", "variables"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def architecture(weights):
+    """scope, num_skills and hidden sizes from variable names and shapes (see model.TensorFlowDKT)."""
+    layers = {}
+    scope = None
+    for name, value in weights.items():
+        m = re.fullmatch(r"(.*?)/?layer_(\d+)/rnn/lstm_cell/kernel", name)
+        if m:
+            scope = m.group(1)
+            layers[int(m.group(2))] = value.shape[1] // 4
+    if not layers or scope is None:
+        raise SystemExit("no layer_N/rnn/lstm_cell/kernel variables: not a model written by dkt.train")
+    num_skills = weights[f"{scope}/b" if scope else "b"].shape[0]
+    return scope, num_skills, [layers[i] for i in sorted(layers)]
+
+
+def upgrade(model_dir, out_dir):
+    weights = read_weights(model_dir)
+    scope, num_skills, hidden = architecture(weights)
+    args = argparse.Namespace(seed=42, num_skills=num_skills, hidden=hidden, learning_rate=0.0, scope=scope)
+    with train.inference_session(weights, args) as (sess, model):
+        export.export_saved_model(sess, model.signatures(), out_dir)
+    extra = os.path.join(model_dir, "assets.extra")
+    if os.path.isdir(extra) and os.path.abspath(extra) != os.path.abspath(os.path.join(out_dir, "assets.extra")):
+        shutil.copytree(extra, os.path.join(out_dir, "assets.extra"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="SavedModel version directory written by dkt.train")
+    ap.add_argument("--out", help="where to write (default: replace --model in place)")
+    args = ap.parse_args(argv)
+    if args.out:
+        upgrade(args.model, args.out)
+    else:
+        # Write beside it, then swap, so a failure leaves the original intact.
+        tmp = tempfile.mkdtemp(prefix=".upgrade-", dir=os.path.dirname(os.path.abspath(args.model)))
+        staged = os.path.join(tmp, "model")
+        upgrade(args.model, staged)
+        shutil.rmtree(args.model)
+        os.rename(staged, args.model)
+        os.rmdir(tmp)
+    print(f"re-exported {args.out or args.model} with signatures predict, predict_ids, step", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
