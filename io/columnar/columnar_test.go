@@ -56,6 +56,22 @@ func TestMasteryRoundTrip(t *testing.T) {
 	}
 }
 
+// A worker that reloads models between batches writes rows of several
+// versions into one file; each row keeps its own.
+func TestMasteryRowModelVersionOverridesConfig(t *testing.T) {
+	cfg, _ := testConfig(t, "", false)
+	rows := makeMasteryRows(4, cfg.NumSkills)
+	rows[1].ModelVersion = "dkt/2"
+	rows[3].ModelVersion = "dkt/3"
+	data, err := EncodeIPCStream(cfg, rows, clockStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, _ := readStream(t, data)
+	defer tbl.Release()
+	checkMasteryTable(t, tbl, cfg, rows, func(int) time.Time { return clockStart })
+}
+
 func TestNewMasteryWriterToBuffer(t *testing.T) {
 	for _, format := range []Format{FormatParquet, FormatArrow} {
 		t.Run(string(format), func(t *testing.T) {

@@ -273,8 +273,12 @@ func checkMasteryTable(t *testing.T, tbl arrow.Table, cfg Config, rows []Mastery
 		if got := windowStart.Value(i); got != want.WindowStart {
 			t.Errorf("row %d window_start = %d, want %d", i, got, want.WindowStart)
 		}
-		if got := version.Value(i); got != cfg.ModelVersion {
-			t.Errorf("row %d model_version = %q, want %q", i, got, cfg.ModelVersion)
+		wantVersion := cfg.ModelVersion
+		if want.ModelVersion != "" {
+			wantVersion = want.ModelVersion
+		}
+		if got := version.Value(i); got != wantVersion {
+			t.Errorf("row %d model_version = %q, want %q", i, got, wantVersion)
 		}
 		if got, w := scored.Value(i).ToTime(arrow.Microsecond), scoredAt(i); !got.Equal(w) {
 			t.Errorf("row %d scored_at = %s, want %s", i, got, w)

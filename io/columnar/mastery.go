@@ -19,6 +19,10 @@ type MasteryRow struct {
 	WindowStart int32
 	// Mastery is pred_all[b, n-1, :]; its length must be Config.NumSkills.
 	Mastery []float32
+	// ModelVersion is the version that scored this row; empty means
+	// Config.ModelVersion. A worker that reloads models mixes versions in one
+	// file, so each row says which one it came from.
+	ModelVersion string
 	// Source of the input record; written only with Config.WithSource.
 	SourceTopic     string
 	SourcePartition int32
@@ -85,7 +89,11 @@ func (b *masteryBuilder) append(r *MasteryRow) {
 	b.mastery.Append(true)
 	b.masteryValues.AppendValues(r.Mastery, nil)
 	b.windowStart.Append(r.WindowStart)
-	b.modelVersion.Append(b.cfg.ModelVersion)
+	if r.ModelVersion != "" {
+		b.modelVersion.Append(r.ModelVersion)
+	} else {
+		b.modelVersion.Append(b.cfg.ModelVersion)
+	}
 	if b.cfg.WithSource {
 		b.sourceTopic.Append(r.SourceTopic)
 		b.sourcePartition.Append(r.SourcePartition)
