@@ -87,6 +87,7 @@ type session struct {
 	saved                                                   *tf.SavedModel
 	inputX, targetID, maxSteps, seqLen, keepProb, batchSize tf.Output
 	predAll                                                 tf.Output
+	step                                                    *stepTensors // nil: no step signature (see step.go)
 }
 
 // Load loads the model cfg.Sessions times and checks its signature against the
@@ -165,7 +166,7 @@ func loadSession(dir string, cfg Config) (*session, error) {
 		return nil, fmt.Errorf("%s: loading SavedModel: %w", dir, err)
 	}
 	sig := saved.Signatures[cfg.Signature]
-	s := &session{saved: saved}
+	s := &session{saved: saved, step: lookupStep(dir, saved)}
 	var errs []error
 	lookup := func(infos map[string]tf.TensorInfo, key string) tf.Output {
 		name := infos[key].Name
