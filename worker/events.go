@@ -1,0 +1,538 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dktscore/dktscore/io/columnar"
+	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/io/records"
+	"github.com/dktscore/dktscore/state"
+)
+
+// EventEngine runs the model's step signature (model.Step) in plain Go
+// types: one interaction per row applied to the state each row carries.
+type EventEngine interface {
+	NumSkills() int
+	// StateSize is the length of one row's state (0: the model cannot step).
+	StateSize() int
+	// Step reads skills and correct ([B]) and state ([B·StateSize], zeros for
+	// no history) and writes newState ([B·StateSize], may be state itself)
+	// and mastery ([B·NumSkills]).
+	Step(ctx context.Context, skills, correct []int32, state, newState, mastery []float32) error
+}
+
+// StateStore is where the pipeline keeps per-student state (state.Store).
+type StateStore interface {
+	// Get returns the student's state in the partition, from memory or, for
+	// an evicted student, from the changelog; false when there is none.
+	Get(ctx context.Context, partition int32, student string) (state.Record, bool, error)
+	// Put holds a new state in memory (not yet durable: never evicted).
+	Put(partition int32, r state.Record)
+	// Durable says the changelog holds the state of appliedOffset at changelogOffset.
+	Durable(partition int32, student string, changelogOffset, appliedOffset int64)
+	// DropPartition forgets a partition this worker no longer owns.
+	DropPartition(partition int32)
+}
+
+// EventLog is the Kafka side of event mode, one implementation per delivery
+// mode. Every method is called from the pipeline's one goroutine.
+type EventLog interface {
+	// Poll returns the next messages (at least one unless ctx ends), in
+	// offset order within each partition, each with its ack. At-least-once:
+	// an ack(nil) marks the input offset for commit. Exactly-once: acks are
+	// nil; Commit finishes the whole poll.
+	Poll(ctx context.Context) ([]kafka.Message, []Ack, error)
+	// WriteResults produces results and dead letters (the key picks the
+	// partition) and returns once the broker acknowledged all of them.
+	WriteResults(ctx context.Context, msgs []kafka.Message) error
+	// WriteStates produces changelog records, each to the partition its
+	// Partition field names, and returns their offsets once all are
+	// acknowledged.
+	WriteStates(ctx context.Context, msgs []kafka.Message) ([]int64, error)
+	// Commit ends the poll. Exactly-once: commit=true commits the poll's
+	// writes and input offsets in one transaction (kafka.ErrAborted: a
+	// rebalance aborted it; the messages come again); commit=false aborts.
+	// At-least-once: nothing to do (the acks mark the offsets).
+	Commit(ctx context.Context, commit bool) error
+}
+
+// EventConfig configures the event pipeline.
+type EventConfig struct {
+	ModelVersion    string // "name/version" of the running model; states of other versions are not used
+	Model           string // model name, for the output headers
+	OutputTopic     string
+	DeadLetterTopic string
+	ChangelogTopic  string
+	// MaxMessageBytes: larger input messages are dead-lettered undecoded.
+	MaxMessageBytes int
+	// MaxStepRows bounds the rows of one Step run (0: one run per round).
+	MaxStepRows int
+	// Log receives one line per notable event (a state of another model
+	// version); nil discards.
+	Log *slog.Logger
+}
+
+func (c EventConfig) validate() error {
+	var errs []error
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	add(c.ModelVersion == "", "event pipeline: ModelVersion is empty; set it to the model's name/version")
+	add(c.OutputTopic == "", "event pipeline: OutputTopic is empty; name the topic for results")
+	add(c.DeadLetterTopic == "", "event pipeline: DeadLetterTopic is empty; bad events need a topic to go to")
+	add(c.ChangelogTopic == "", "event pipeline: ChangelogTopic is empty; states need a changelog topic")
+	add(c.MaxStepRows < 0, "event pipeline: MaxStepRows %d is negative; use 0 for no bound", c.MaxStepRows)
+	return errors.Join(errs...)
+}
+
+// EventProgress counts what the event pipeline did; readable while it runs.
+type EventProgress struct {
+	Consumed      atomic.Int64 // messages polled
+	Applied       atomic.Int64 // events applied to a state (one result each)
+	Skipped       atomic.Int64 // events at or before their state's offset: already applied
+	Rejected      atomic.Int64 // events sent to the dead-letter topic
+	VersionResets atomic.Int64 // states of another model version that were not used
+	NotOwned      atomic.Int64 // events of partitions revoked before they were applied (redelivered to the owner)
+	StepRuns      atomic.Int64 // Step calls
+	StepRows      atomic.Int64 // rows over all Step calls
+	Aborted       atomic.Int64 // exactly-once polls aborted by a rebalance
+}
+
+// errNotOwned acks an event of a partition this worker lost before applying
+// it: its offset is never committed here, and the new owner applies it.
+var errNotOwned = errors.New("the partition was revoked before the event was applied")
+
+// EventPipeline applies events to carried per-student state: each poll's
+// events are grouped by partition and student, applied in rounds of one
+// Step run each (one row per student per round, a student's events in
+// offset order), and made durable in the order results → changelog → input
+// offsets (or in one transaction).
+//
+// # Rebalances
+//
+// The consumer calls PartitionsAssigned once a partition's states are
+// restored from the changelog, and PartitionsRevoked when it loses one.
+// Polls are applied under mu, and PartitionsRevoked takes mu, so a revoke
+// waits until the poll being applied has written its results and states,
+// and states are dropped only between polls. Exactly-once ends the
+// transaction outside mu (kgo's revoke callback holds the session's lock
+// that End needs), so after End the pipeline re-takes mu and keeps a new
+// state in memory only if its partition was not revoked meanwhile: the
+// generation counter tells.
+type EventPipeline struct {
+	cfg      EventConfig
+	engine   EventEngine
+	store    StateStore
+	log      EventLog
+	progress *EventProgress
+	output   columnar.Config
+
+	mu    sync.Mutex
+	owned map[int32]uint64 // partition → generation at assignment; absent when not owned
+	gen   uint64
+}
+
+// NewEventPipeline checks cfg and the engine.
+func NewEventPipeline(cfg EventConfig, engine EventEngine, store StateStore, log EventLog, progress *EventProgress) (*EventPipeline, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if engine.StateSize() < 1 {
+		return nil, fmt.Errorf("model %s cannot carry state: it has no step signature; re-export it with `python -m dkt.upgrade --model DIR`", cfg.ModelVersion)
+	}
+	if progress == nil {
+		progress = new(EventProgress)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	output := columnar.Config{NumSkills: engine.NumSkills(), ModelVersion: cfg.ModelVersion, WithSource: true}
+	return &EventPipeline{cfg: cfg, engine: engine, store: store, log: log, progress: progress, output: output,
+		owned: map[int32]uint64{}}, nil
+}
+
+// PartitionsAssigned says the partitions' states are restored: their events
+// may be applied from now on.
+func (p *EventPipeline) PartitionsAssigned(partitions []int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range partitions {
+		p.gen++
+		p.owned[part] = p.gen
+	}
+}
+
+// PartitionsRevoked waits for the poll being applied, then forgets the
+// partitions' states: their next owner restores them from the changelog.
+func (p *EventPipeline) PartitionsRevoked(partitions []int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range partitions {
+		delete(p.owned, part)
+		p.store.DropPartition(part)
+	}
+}
+
+// Run applies polls until ctx ends (the current poll is finished first) or a
+// fatal error: an engine, store or write failure stops the worker, because
+// retrying would hide it; unfinished input is redelivered after a restart.
+func (p *EventPipeline) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		msgs, acks, err := p.log.Poll(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		p.progress.Consumed.Add(int64(len(msgs)))
+		// A poll that has begun is finished even when a stop arrives: its
+		// writes are durable or aborted as a whole, never half-done.
+		if err := p.poll(context.WithoutCancel(ctx), msgs, acks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// studentEvents is one student's events of one partition in one poll.
+type studentEvents struct {
+	partition int32
+	student   string
+	gen       uint64 // ownership generation of the partition when applied
+	rec       state.Record
+	events    []int // indexes into the poll, in offset order
+}
+
+// appliedState is a state the poll produced, with where the changelog has it.
+type appliedState struct {
+	gen             uint64
+	rec             state.Record
+	changelogOffset int64
+}
+
+func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []Ack) error {
+	ackAll := func(err error) {
+		for _, ack := range acks {
+			if ack != nil {
+				ack(err)
+			}
+		}
+	}
+	p.mu.Lock()
+	states, ackErrs, err := p.apply(ctx, msgs)
+	p.mu.Unlock()
+	if err != nil {
+		ackAll(err)
+		return errors.Join(err, p.log.Commit(ctx, false))
+	}
+	if err := p.log.Commit(ctx, true); err != nil {
+		ackAll(err)
+		if errors.Is(err, kafka.ErrAborted) {
+			p.progress.Aborted.Add(1)
+			return nil // nothing was kept in memory; the messages come again
+		}
+		return err
+	}
+	p.mu.Lock()
+	for _, s := range states {
+		if p.owned[s.rec.Partition] != s.gen {
+			continue // revoked since: the changelog has it for the next owner
+		}
+		p.store.Put(s.rec.Partition, s.rec)
+		p.store.Durable(s.rec.Partition, s.rec.StudentID, s.changelogOffset, s.rec.Offset)
+	}
+	p.mu.Unlock()
+	for i, ack := range acks {
+		if ack != nil {
+			ack(ackErrs[i])
+		}
+	}
+	return nil
+}
+
+// apply decodes, groups, steps and writes one poll; p.mu is held. It
+// returns the new states to keep once the poll is committed and each
+// message's ack error.
+func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appliedState, []error, error) {
+	numSkills := p.engine.NumSkills()
+	ackErrs := make([]error, len(msgs))
+	decoded := make([]records.Event, len(msgs))
+	var deadLetters []kafka.Message
+	groups := map[partitionStudent]*studentEvents{}
+	var order []*studentEvents // first appearance: deterministic rounds
+	for i, m := range msgs {
+		gen, owned := p.owned[m.Partition]
+		if !owned {
+			ackErrs[i] = errNotOwned
+			p.progress.NotOwned.Add(1)
+			continue
+		}
+		ev, reject := DecodeEventMessage(m, numSkills, p.cfg.MaxMessageBytes)
+		if reject != nil {
+			deadLetters = append(deadLetters, deadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
+			continue
+		}
+		decoded[i] = ev
+		key := partitionStudent{m.Partition, ev.StudentID}
+		g := groups[key]
+		if g == nil {
+			g = &studentEvents{partition: m.Partition, student: ev.StudentID, gen: gen}
+			groups[key] = g
+			order = append(order, g)
+		}
+		g.events = append(g.events, i)
+	}
+
+	// Load each student's state and drop the events it already holds.
+	var rounds int
+	for _, g := range order {
+		rec, err := p.startingState(ctx, g.partition, g.student)
+		if err != nil {
+			return nil, nil, err
+		}
+		g.rec = rec
+		pending := g.events[:0]
+		for _, i := range g.events {
+			if rec.Partition == g.partition && msgs[i].Offset <= rec.Offset {
+				p.progress.Skipped.Add(1) // its result and state are already durable
+				continue
+			}
+			pending = append(pending, i)
+		}
+		g.events = pending
+		rounds = max(rounds, len(pending))
+	}
+
+	rows, err := p.step(ctx, msgs, decoded, order, rounds)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Durability order: results and dead letters, then states; the input
+	// offsets follow (acks, or the transaction's commit).
+	results, err := p.resultMessages(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	if out := append(results, deadLetters...); len(out) > 0 {
+		if err := p.log.WriteResults(ctx, out); err != nil {
+			return nil, nil, fmt.Errorf("writing %d results and %d dead letters: %w", len(rows), len(deadLetters), err)
+		}
+	}
+	var changed []*studentEvents
+	var changelog []kafka.Message
+	for _, g := range order {
+		if len(g.events) == 0 {
+			continue
+		}
+		changed = append(changed, g)
+		changelog = append(changelog, kafka.Message{Topic: p.cfg.ChangelogTopic, Partition: g.partition,
+			Key: []byte(g.student), Value: g.rec.Encode()})
+	}
+	var offsets []int64
+	if len(changelog) > 0 {
+		offsets, err = p.log.WriteStates(ctx, changelog)
+		if err != nil {
+			return nil, nil, fmt.Errorf("writing %d states to changelog topic %q: %w", len(changelog), p.cfg.ChangelogTopic, err)
+		}
+		if len(offsets) != len(changelog) {
+			return nil, nil, fmt.Errorf("writing states to changelog topic %q: %d offsets for %d records", p.cfg.ChangelogTopic, len(offsets), len(changelog))
+		}
+	}
+	states := make([]appliedState, len(changed))
+	for i, g := range changed {
+		states[i] = appliedState{gen: g.gen, rec: g.rec, changelogOffset: offsets[i]}
+	}
+	p.progress.Applied.Add(int64(len(rows)))
+	p.progress.Rejected.Add(int64(len(deadLetters)))
+	return states, ackErrs, nil
+}
+
+type partitionStudent struct {
+	partition int32
+	student   string
+}
+
+// startingState is the state the student's next event applies to: the
+// stored one, or no history when there is none or it cannot be used.
+func (p *EventPipeline) startingState(ctx context.Context, partition int32, student string) (state.Record, error) {
+	rec, found, err := p.store.Get(ctx, partition, student)
+	if err != nil {
+		return state.Record{}, fmt.Errorf("reading the state of student %q (partition %d): %w", student, partition, err)
+	}
+	fresh := state.Record{StudentID: student, ModelVersion: p.cfg.ModelVersion, Partition: partition, Offset: -1,
+		State: make([]float32, p.engine.StateSize())}
+	if !found {
+		return fresh, nil
+	}
+	if rec.ModelVersion != p.cfg.ModelVersion || len(rec.State) != p.engine.StateSize() {
+		// A state only means something to the weights that produced it.
+		// Starting over is visible (metric, log); re-bootstrapping the
+		// changelog with `score --emit-state` avoids it.
+		p.progress.VersionResets.Add(1)
+		p.cfg.Log.Warn("dktscore: state of another model version not used; the student starts over (re-bootstrap the changelog after changing the model)",
+			"student", student, "partition", partition, "state_version", rec.ModelVersion, "state_size", len(rec.State),
+			"model_version", p.cfg.ModelVersion, "model_state_size", p.engine.StateSize())
+		return fresh, nil
+	}
+	rec.StudentID = student
+	rec.State = append([]float32(nil), rec.State...) // the store's copy is not changed before the poll commits
+	return rec, nil
+}
+
+// step applies the pending events in rounds: round r takes the r-th pending
+// event of every student that has one, so each Step run has one row per
+// student and a student's events are applied in offset order.
+func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
+	s, size := p.engine.NumSkills(), p.engine.StateSize()
+	var rows []columnar.EventRow
+	var batch []*studentEvents
+	for r := range rounds {
+		batch = batch[:0]
+		for _, g := range order {
+			if len(g.events) > r {
+				batch = append(batch, g)
+			}
+		}
+		for len(batch) > 0 {
+			n := len(batch)
+			if p.cfg.MaxStepRows > 0 {
+				n = min(n, p.cfg.MaxStepRows)
+			}
+			chunk := batch[:n]
+			batch = batch[n:]
+			skills, correct := make([]int32, n), make([]int32, n)
+			carried := make([]float32, n*size)
+			mastery := make([]float32, n*s)
+			for j, g := range chunk {
+				ev := decoded[g.events[r]]
+				skills[j], correct[j] = ev.SkillID, int32(ev.Correct)
+				copy(carried[j*size:], g.rec.State)
+			}
+			if err := p.engine.Step(ctx, skills, correct, carried, carried, mastery); err != nil {
+				return nil, fmt.Errorf("stepping %d students: %w", n, err)
+			}
+			p.progress.StepRuns.Add(1)
+			p.progress.StepRows.Add(int64(n))
+			for j, g := range chunk {
+				i := g.events[r]
+				m := msgs[i]
+				copy(g.rec.State, carried[j*size:(j+1)*size])
+				g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
+				g.rec.Events++
+				rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
+					SkillID: skills[j], Correct: int8(correct[j]), Events: g.rec.Events, Mastery: mastery[j*s : (j+1)*s],
+					SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
+			}
+		}
+	}
+	// Results in input order: readers of one partition see offsets ascending.
+	slices.SortFunc(rows, func(a, b columnar.EventRow) int {
+		if c := cmp.Compare(a.SourcePartition, b.SourcePartition); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.SourceOffset, b.SourceOffset)
+	})
+	return rows, nil
+}
+
+// maxResultBytes keeps one result message well under the broker's default
+// message limit, with room for headers and Arrow framing.
+const maxResultBytes = (kafka.DefaultMaxMessageBytes - 64<<10) * 3 / 4
+
+// resultMessages encodes rows as Arrow IPC stream messages of at most about
+// maxResultBytes each.
+func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, error) {
+	var out []kafka.Message
+	now := time.Now()
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for end < len(rows) {
+			// The mastery floats, the fixed-width columns and the strings.
+			size += 4*p.output.NumSkills + 64 + len(rows[end].StudentID) + len(rows[end].SourceTopic)
+			if size > maxResultBytes && end > start {
+				break
+			}
+			end++
+		}
+		value, err := columnar.EncodeEventIPCStream(p.output, rows[start:end], now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.resultMessage(value, end-start))
+		start = end
+	}
+	return out, nil
+}
+
+func (p *EventPipeline) resultMessage(value []byte, rows int) kafka.Message {
+	return kafka.Message{Topic: p.cfg.OutputTopic, Value: value, Headers: map[string][]byte{
+		HeaderContentType:  []byte(ArrowStreamType),
+		HeaderModel:        []byte(p.cfg.Model),
+		HeaderModelVersion: []byte(p.cfg.ModelVersion),
+		HeaderRows:         []byte(strconv.Itoa(rows)),
+	}}
+}
+
+// DecodeEventMessage turns one message into an event, or the reason it is
+// dead-lettered. The key must be the student_id: it is what keeps a
+// student's events in one partition, in order.
+func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
+	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
+	reject := func(student, reason string) (records.Event, *records.RejectError) {
+		return records.Event{}, &records.RejectError{Input: where, Record: -1, StudentID: student, Reason: reason}
+	}
+	if maxBytes > 0 && len(m.Value) > maxBytes {
+		return reject(string(m.Key), fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; an event is one small JSON object, or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes))
+	}
+	ev, err := records.DecodeJSONEvent(m.Value, numSkills)
+	var rej *records.RejectError
+	if errors.As(err, &rej) {
+		rej.Input = where
+		return records.Event{}, rej
+	}
+	if err != nil {
+		return reject("", err.Error())
+	}
+	switch {
+	case len(m.Key) == 0:
+		return reject(ev.StudentID, fmt.Sprintf("message has no key; produce events keyed by student_id (%q here) so a student's events stay in one partition, in order", ev.StudentID))
+	case string(m.Key) != ev.StudentID:
+		return reject(ev.StudentID, fmt.Sprintf("message key %q is not the student_id %q; key events by student_id so a student's events stay in one partition, in order", m.Key, ev.StudentID))
+	}
+	return ev, nil
+}
+
+// deadLetter is a rejected message with the reason and where it came from,
+// as DeadLetterSink writes it.
+func deadLetter(m kafka.Message, topic, reason string) kafka.Message {
+	headers := map[string][]byte{}
+	for k, v := range m.Headers {
+		headers[k] = v
+	}
+	headers[HeaderReason] = []byte(reason)
+	headers[HeaderSourceTopic] = []byte(m.Topic)
+	headers[HeaderSourcePartition] = []byte(strconv.Itoa(int(m.Partition)))
+	headers[HeaderSourceOffset] = []byte(strconv.FormatInt(m.Offset, 10))
+	value := m.Value
+	if limit := kafka.DefaultMaxMessageBytes - 64<<10; len(value) > limit {
+		headers["dktscore-truncated-from"] = []byte(strconv.Itoa(len(value)))
+		value = value[:limit]
+	}
+	return kafka.Message{Topic: topic, Key: m.Key, Value: value, Headers: headers}
+}
