@@ -66,7 +66,9 @@ func (s *memStore) Get(_ context.Context, partition int32, student string) (stat
 	r, ok := s.recs[partitionStudent{partition, student}]
 	return r, ok, nil
 }
-func (s *memStore) Put(partition int32, r state.Record) { s.recs[partitionStudent{partition, r.StudentID}] = r }
+func (s *memStore) Put(partition int32, r state.Record) {
+	s.recs[partitionStudent{partition, r.StudentID}] = r
+}
 func (s *memStore) Durable(partition int32, student string, changelogOffset, _ int64) {
 	s.durable[partitionStudent{partition, student}] = changelogOffset
 }
