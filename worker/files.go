@@ -50,7 +50,7 @@ func (s ColumnarSink) Write(_ context.Context, results []Result) error {
 	rows := make([]columnar.MasteryRow, len(results))
 	for i, r := range results {
 		rows[i] = columnar.MasteryRow{StudentID: r.StudentID, SeqLen: int32(r.SeqLen),
-			WindowStart: int32(r.WindowStart), Mastery: r.Mastery}
+			WindowStart: int32(r.WindowStart), Mastery: r.Mastery, ModelVersion: r.ModelVersion}
 	}
 	if err := s.Mastery.Write(rows...); err != nil {
 		return err

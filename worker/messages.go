@@ -83,14 +83,35 @@ type ArrowMessageSink struct {
 	Model  string          // model name for the headers
 }
 
+// Write publishes one message per model version among the results (a model
+// reload between batches can mix them), so each message's version header and
+// schema metadata are true for every row in it.
 func (s ArrowMessageSink) Write(ctx context.Context, results []Result) error {
+	for len(results) > 0 {
+		n := 1
+		for n < len(results) && results[n].ModelVersion == results[0].ModelVersion {
+			n++
+		}
+		if err := s.write(ctx, results[:n]); err != nil {
+			return err
+		}
+		results = results[n:]
+	}
+	return nil
+}
+
+func (s ArrowMessageSink) write(ctx context.Context, results []Result) error {
 	cfg := s.Output
 	cfg.WithSource = true
+	if v := results[0].ModelVersion; v != "" {
+		cfg.ModelVersion = v
+	}
 	rows := make([]columnar.MasteryRow, len(results))
 	for i, r := range results {
 		src, _ := r.Source.(kafka.Message)
 		rows[i] = columnar.MasteryRow{StudentID: r.StudentID, SeqLen: int32(r.SeqLen), WindowStart: int32(r.WindowStart),
-			Mastery: r.Mastery, SourceTopic: src.Topic, SourcePartition: src.Partition, SourceOffset: src.Offset}
+			Mastery: r.Mastery, ModelVersion: cfg.ModelVersion,
+			SourceTopic: src.Topic, SourcePartition: src.Partition, SourceOffset: src.Offset}
 	}
 	value, err := columnar.EncodeIPCStream(cfg, rows, time.Now())
 	if err != nil {

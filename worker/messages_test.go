@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +114,45 @@ func TestArrowMessageCarriesRowsAndSourcePositions(t *testing.T) {
 	partitions := rec.Column(rec.Schema().FieldIndices("source_partition")[0]).(*array.Int32)
 	if rec.NumRows() != 2 || offsets.Value(1) != 9 || partitions.Value(1) != 2 {
 		t.Fatalf("rows %d, offsets %v, partitions %v", rec.NumRows(), offsets, partitions)
+	}
+}
+
+// Results scored by two versions (a reload between batches) go out as one
+// message per version, so each message's header and rows agree.
+func TestArrowMessagePerModelVersion(t *testing.T) {
+	w := &recordingWriter{}
+	sink := ArrowMessageSink{Writer: w, Topic: "out", Model: "dkt",
+		Output: columnar.Config{NumSkills: testSkills, ModelVersion: "dkt/1"}}
+	mastery := []float32{0.1, 0.2, 0.3, 0.4}
+	var results []Result
+	for i, v := range []string{"dkt/1", "dkt/1", "dkt/2", "dkt/2", "dkt/2"} {
+		results = append(results, Result{StudentID: fmt.Sprint(i), SeqLen: 1, Mastery: mastery, ModelVersion: v,
+			Source: kafka.Message{Topic: "in", Offset: int64(i)}})
+	}
+	if err := sink.Write(context.Background(), results); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 2 {
+		t.Fatalf("sent %d messages, want one per version (2)", len(w.sent))
+	}
+	for i, want := range []struct{ version, rows string }{{"dkt/1", "2"}, {"dkt/2", "3"}} {
+		msg := w.sent[i]
+		if got := string(msg.Headers[HeaderModelVersion]); got != want.version || string(msg.Headers[HeaderRows]) != want.rows {
+			t.Fatalf("message %d: version header %q with %s rows, want %q with %s", i, got, msg.Headers[HeaderRows], want.version, want.rows)
+		}
+		r, err := ipc.NewReader(bytes.NewReader(msg.Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Next()
+		rec := r.RecordBatch()
+		versions := rec.Column(rec.Schema().FieldIndices("model_version")[0]).(*array.String)
+		for row := range int(rec.NumRows()) {
+			if versions.Value(row) != want.version {
+				t.Fatalf("message %d row %d: model_version %q, want %q", i, row, versions.Value(row), want.version)
+			}
+		}
+		r.Release()
 	}
 }
 

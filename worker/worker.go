@@ -35,10 +35,11 @@ type Source interface {
 	Read(ctx context.Context) (Work, Ack, error)
 }
 
-// Engine scores a padded batch (see model.Predict for the output layout).
+// Engine scores a padded batch (see model.Predict for the output layout) and
+// says which model version scored it: versions can change between batches.
 type Engine interface {
 	NumSkills() int
-	Predict(ctx context.Context, b *batching.Batch, out EngineOutputs) error
+	Predict(ctx context.Context, b *batching.Batch, out EngineOutputs) (modelVersion string, err error)
 }
 
 // EngineOutputs mirrors model.Outputs: Last is B·S, Steps Σn·S (optional),
@@ -53,6 +54,8 @@ type Result struct {
 	SeqLen      int       // interactions fed to the model
 	WindowStart int       // index of the first fed interaction in the full history
 	Mastery     []float32 // pred_all[n-1, :]
+	// ModelVersion is the "name/version" that scored this student.
+	ModelVersion string
 	// Trajectory (only with Config.Trajectory): the fed interactions and
 	// pred_all[t, :] after each, SeqLen·S values.
 	Skills     []int32
@@ -160,6 +163,9 @@ func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, 
 	batcher, err := batching.New(cfg.Batching)
 	if err != nil {
 		return Summary{}, err
+	}
+	if w, ok := cfg.Observer.(interface{ WatchBatcher(func() batching.Stats) }); ok {
+		w.WatchBatcher(batcher.Stats) // queue depth for metrics
 	}
 	p := &pipeline{cfg: cfg, engine: engine, sink: sink, rejects: rejects, progress: progress,
 		auc: NewAUC(), scored: make(chan scoredBatch, cfg.Engines)}
@@ -313,7 +319,8 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 	// Engine errors are fatal: a model that fails on a valid batch fails on
 	// every batch, and retrying would hide it.
 	started := time.Now()
-	if err := p.engine.Predict(ctx, b, out); err != nil {
+	version, err := p.engine.Predict(ctx, b, out)
+	if err != nil {
 		ackAll(b, err)
 		return scoredBatch{}, fmt.Errorf("scoring a batch of %d students: %w", len(b.Items), err)
 	}
@@ -329,7 +336,7 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 		n := len(item.skills)
 		results[i] = Result{
 			StudentID: item.work.Seq.StudentID, SeqLen: n, WindowStart: item.windowStart,
-			Mastery: out.Last[i*s : (i+1)*s], Source: item.work.Source,
+			Mastery: out.Last[i*s : (i+1)*s], ModelVersion: version, Source: item.work.Source,
 		}
 		if p.cfg.Trajectory {
 			results[i].Skills, results[i].Correct = item.skills, item.correct

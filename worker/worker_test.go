@@ -76,21 +76,20 @@ func (s *sliceSource) ackedOnce(t *testing.T, want error) {
 // output is checkable by hand.
 type sumEngine struct{ fail error }
 
+// testModelVersion is what sumEngine reports as the version that scored a batch.
+const testModelVersion = "sum/1"
+
 func (sumEngine) NumSkills() int { return testSkills }
 
-func (e sumEngine) Predict(_ context.Context, b *batching.Batch, out EngineOutputs) error {
+func (e sumEngine) Predict(_ context.Context, b *batching.Batch, out EngineOutputs) (string, error) {
 	if e.fail != nil {
-		return e.fail
+		return "", e.fail
 	}
 	row := 0
 	for i, n := range b.SeqLen {
 		correct := float32(0)
 		for t := range int(n) {
-			// correct_t is encoded in input_x as the one-hot's upper half
-			base := (i*b.Steps + t) * 2 * testSkills
-			for k := testSkills; k < 2*testSkills; k++ {
-				correct += b.InputX[base+k]
-			}
+			correct += float32(b.Correct[i*b.Steps+t])
 			for k := range testSkills {
 				v := correct + float32(k)/10
 				if out.Steps != nil {
@@ -104,7 +103,7 @@ func (e sumEngine) Predict(_ context.Context, b *batching.Batch, out EngineOutpu
 		}
 		row += int(n)
 	}
-	return nil
+	return testModelVersion, nil
 }
 
 type memorySink struct {
@@ -185,7 +184,7 @@ func TestRunScoresEveryStudentAndAcksOnceAfterTheSink(t *testing.T) {
 		if !ok {
 			t.Fatalf("student %s not written", w.Seq.StudentID)
 		}
-		if r.Source != i || r.SeqLen != len(w.Seq.Skills) || r.WindowStart != 0 {
+		if r.Source != i || r.SeqLen != len(w.Seq.Skills) || r.WindowStart != 0 || r.ModelVersion != testModelVersion {
 			t.Fatalf("student %s: result %+v", w.Seq.StudentID, r)
 		}
 		want := correctCount(w.Seq.Correct)
