@@ -15,6 +15,11 @@ import (
 // single-node test broker). Topics that already exist are left as they are,
 // whatever their partition count.
 func EnsureTopics(ctx context.Context, cfg ClientConfig, partitions int32, topics ...string) error {
+	return ensureTopics(ctx, cfg, partitions, nil, topics...)
+}
+
+// ensureTopics is EnsureTopics with topic configs for the created topics.
+func ensureTopics(ctx context.Context, cfg ClientConfig, partitions int32, configs map[string]*string, topics ...string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -41,7 +46,7 @@ func EnsureTopics(ctx context.Context, cfg ClientConfig, partitions int32, topic
 	adm := kadm.NewClient(cl)
 
 	// -1 asks for the broker's default.replication.factor (Kafka 2.4+).
-	resps, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	resps, err := adm.CreateTopics(ctx, partitions, -1, configs, topics...)
 	if err != nil {
 		return fmt.Errorf("kafka: creating topics %v on brokers %v: %w; check that the brokers are reachable", topics, cfg.Brokers, err)
 	}

@@ -44,6 +44,13 @@ type ConsumerConfig struct {
 	// CommitInterval is how often acked offsets are committed; 0 means
 	// DefaultCommitInterval. A crash redelivers at most this much acked work.
 	CommitInterval time.Duration
+	// OnAssigned, when set, is called with newly assigned partitions before
+	// any of their records is fetched; it may block (restore state there).
+	// An error stops the consumer: Read returns it. OnRevoked, when set, is
+	// called for partitions taken away (revoked or lost). assignment.go has
+	// the event order. Both serve Consumer and Transactor.
+	OnAssigned PartitionsFunc
+	OnRevoked  PartitionsFunc
 }
 
 func (c ConsumerConfig) maxPollRecords() int {
@@ -124,6 +131,7 @@ type Consumer struct {
 	cl      *kgo.Client
 	adm     *kadm.Client
 	tracker *offsetTracker
+	hooks   *partitionHooks
 
 	readMu sync.Mutex // one Read at a time: PollRecords/AllowRebalance pairs must not interleave
 
@@ -154,6 +162,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		cfg:        cfg,
 		log:        cfg.Client.logger(),
 		tracker:    newOffsetTracker(),
+		hooks:      newPartitionHooks(cfg),
 		assigned:   make(map[topicPartition]bool),
 		stopCommit: make(chan struct{}),
 		commitDone: make(chan struct{}),
@@ -188,6 +197,9 @@ func (c *Consumer) Read(ctx context.Context) (Message, func(error), error) {
 	for {
 		if c.closed.Load() {
 			return Message{}, nil, ErrClosed
+		}
+		if err := c.hooks.failed(); err != nil {
+			return Message{}, nil, err
 		}
 		if m, ack, ok := c.pop(); ok {
 			return m, ack, nil
@@ -293,14 +305,15 @@ func (c *Consumer) InFlight() int { return c.tracker.inFlight() }
 // restart or rebalance redelivers it.
 func (c *Consumer) FailedAcks() int { return c.tracker.failedAcks() }
 
-func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.bufMu.Lock()
-	defer c.bufMu.Unlock()
 	for topic, ps := range assigned {
 		for _, p := range ps {
 			c.assigned[topicPartition{topic, p}] = true
 		}
 	}
+	c.bufMu.Unlock()
+	c.hooks.assigned(ctx, assigned)
 }
 
 // onRevoked runs in kgo's group goroutine when a rebalance takes partitions
@@ -334,15 +347,17 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 		c.log.Warn("kafka: committing revoked partitions failed; their new owner will redeliver from the last commit", "group", c.cfg.Group, "err", err)
 	}
 	c.forget(tps)
+	c.hooks.revoked(ctx, revoked)
 }
 
 // onLost runs when the member was fenced: the partitions already belong to
 // someone else, so nothing is committed; the tracking is dropped.
-func (c *Consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
 	tps := flatten(lost)
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.forget(tps)
+	c.hooks.revoked(ctx, lost)
 }
 
 func (c *Consumer) forget(tps []topicPartition) {

@@ -37,6 +37,7 @@ func producerOpts(cfg ClientConfig) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchMaxBytes(cfg.maxMessageBytes()),
+		kgo.RecordPartitioner(recordPartitioner{defaultPartitioner()}), // partition.go
 	}
 }
 

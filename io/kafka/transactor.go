@@ -45,6 +45,7 @@ type Transactor struct {
 	cfg      TransactConfig
 	s        *kgo.GroupTransactSession
 	maxBytes int32
+	hooks    *partitionHooks
 
 	mu     sync.Mutex
 	inTxn  bool
@@ -70,11 +71,13 @@ func NewTransactor(cfg TransactConfig) (*Transactor, error) {
 	if cfg.TransactionTimeout > 0 {
 		opts = append(opts, kgo.TransactionTimeout(cfg.TransactionTimeout))
 	}
+	hooks := newPartitionHooks(cfg.Consumer)
+	opts = append(opts, hooks.transactorOpts()...)
 	s, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: creating the transactional session %q for group %q: %w", cfg.TransactionalID, cfg.Consumer.Group, err)
 	}
-	return &Transactor{cfg: cfg, s: s, maxBytes: cfg.Consumer.Client.maxMessageBytes()}, nil
+	return &Transactor{cfg: cfg, s: s, maxBytes: cfg.Consumer.Client.maxMessageBytes(), hooks: hooks}, nil
 }
 
 // begin opens a transaction if none is open; t.mu is held.
@@ -107,6 +110,9 @@ func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 	fetches := t.s.PollRecords(ctx, t.cfg.Consumer.maxPollRecords())
 	if fetches.IsClientClosed() {
 		return nil, ErrClosed
+	}
+	if err := t.hooks.failed(); err != nil {
+		return nil, err // the caller ends the transaction with an abort
 	}
 	var msgs []Message
 	fetches.EachRecord(func(r *kgo.Record) { msgs = append(msgs, fromRecord(r)) })
