@@ -31,6 +31,7 @@ type scoreFlags struct {
 	sessions, threads                               int
 	tag, signature, tensorNames                     string
 	quiet                                           bool
+	emitState                                       string // emitstate.go
 }
 
 func (f *scoreFlags) register(fs *flag.FlagSet) {
@@ -40,6 +41,7 @@ func (f *scoreFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.inputFormat, "input-format", "", "dkt3|csv|jsonl|parquet (default: from the extension; .csv/.txt are sniffed)")
 	fs.StringVar(&f.outputFormat, "output-format", "", "parquet|arrow (Arrow IPC file) (default: arrow for .arrow/.ipc/.feather, else parquet)")
 	fs.BoolVar(&f.trajectory, "trajectory", false, "also write per-step mastery rows to OUTPUT's name + .trajectory")
+	fs.StringVar(&f.emitState, "emit-state", "", "also write each student's LSTM state after the whole history to this Parquet file (event-mode bootstrap; see dktscore state load)")
 	fs.IntVar(&f.maxSteps, "max-steps", 0, "score only the last N interactions of longer histories (0 = whole history)")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "most sequences per batch")
 	fs.IntVar(&f.maxPaddedSteps, "max-padded-steps", 32*1024, "most batch_size×max_steps per batch (bounds memory per batch)")
@@ -90,6 +92,9 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	if err := checkEmitState(f, m); err != nil {
+		return err
+	}
 
 	inFormat := records.Format(f.inputFormat)
 	if inFormat != "" {
@@ -159,6 +164,9 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	printSummary(stdout, sum, f, outFormat, trajectoryPath, rejectsPath)
+	if f.emitState != "" {
+		return emitStates(ctx, m, f, stdout)
+	}
 	return nil
 }
 
