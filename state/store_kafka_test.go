@@ -1,0 +1,114 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dktscore/dktscore/io/kafka"
+)
+
+// TestStoreOverRealChangelog runs the pipeline's use of the Store against the
+// real broker (DKTSCORE_KAFKA_BROKERS; scripts/kafka-local start): states are
+// written to the changelog partition numbered like their input partition,
+// acknowledged into the Store, evicted under a small bound and read back by
+// offset through kafka.Changelog; a second Store restored from the changelog
+// (as a new owner would) holds the same latest states.
+func TestStoreOverRealChangelog(t *testing.T) {
+	brokers := os.Getenv("DKTSCORE_KAFKA_BROKERS")
+	if brokers == "" {
+		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
+	}
+	client := kafka.ClientConfig{Brokers: strings.Split(brokers, ","), ClientID: "dktscore-test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	suffix := time.Now().UnixNano()
+	in, topic := fmt.Sprintf("dktscore-test-store-in-%d", suffix), fmt.Sprintf("dktscore-test-store-state-%d", suffix)
+	if err := kafka.EnsureTopics(ctx, client, 2, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureChangelogTopic(ctx, client, topic, in); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafka.NewProducer(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cl, err := kafka.NewChangelog(client, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	const partition = 1
+	s, err := NewStore(StoreConfig{MaxStudents: 3, Fetch: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three polls of events of ten students; each poll's states are written
+	// together, as the pipeline does, then acknowledged into the Store.
+	students := make([]string, 10)
+	for i := range students {
+		students[i] = fmt.Sprintf("student-%02d", i)
+	}
+	latest := map[string]Record{}
+	for poll := range 3 {
+		var batch []Record
+		var msgs []kafka.Message
+		for i, student := range students {
+			prev, ok, err := s.Get(ctx, partition, student)
+			if err != nil {
+				t.Fatalf("poll %d: Get(%q): %v", poll, student, err)
+			}
+			if ok != (poll > 0) || ok && !slices.Equal(prev.State, latest[student].State) {
+				t.Fatalf("poll %d: Get(%q) = %+v, %t; want the state of the previous poll %+v", poll, student, prev, ok, latest[student])
+			}
+			offset := int64(poll*len(students) + i) // the input offset of this event
+			r := Record{StudentID: student, ModelVersion: "dkt/1", Partition: partition, Offset: offset, Events: int64(poll + 1),
+				State: []float32{float32(offset), float32(poll), -1}}
+			s.Put(partition, r)
+			batch = append(batch, r)
+			msgs = append(msgs, kafka.Message{Topic: topic, Partition: partition, Key: []byte(student), Value: r.Encode()})
+		}
+		offsets, err := p.ProduceToPartitions(ctx, msgs)
+		if err != nil {
+			t.Fatalf("poll %d: writing the changelog: %v", poll, err)
+		}
+		for i, r := range batch {
+			s.Durable(partition, r.StudentID, offsets[i], r.Offset)
+			latest[r.StudentID] = r
+		}
+	}
+	st := s.Stats()
+	if st.InMemory != 3 || st.Evicted != 7 || st.Fetches == 0 || st.FetchErrors != 0 || st.Pending != 0 {
+		t.Fatalf("stats %+v; want the bound of 3 held, 7 evicted, states fetched back from the broker", st)
+	}
+
+	// A new owner restores the partition and finds every latest state.
+	s2, err := NewStore(StoreConfig{MaxStudents: 4, Fetch: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cl.Restore(ctx, partition, func(k, v []byte, off int64) error { return s2.RestoreValue(partition, k, v, off) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 30 {
+		t.Fatalf("restored %d records, want the 30 written", n)
+	}
+	for _, student := range students {
+		got, ok, err := s2.Get(ctx, partition, student)
+		want := latest[student]
+		if err != nil || !ok || got.Offset != want.Offset || !slices.Equal(got.State, want.State) || got.Events != 3 {
+			t.Fatalf("restored Get(%q) = %+v, %t, %v; want %+v", student, got, ok, err, want)
+		}
+	}
+	if n, err := cl.Restore(ctx, 0, func([]byte, []byte, int64) error { return nil }); err != nil || n != 0 {
+		t.Fatalf("partition 0 restored %d records (%v); every state went to partition %d", n, err, partition)
+	}
+}
