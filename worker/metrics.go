@@ -2,49 +2,88 @@ package worker
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dktscore/dktscore/batching"
 )
 
-// Metrics are the pipeline's Prometheus collectors. Counters read Progress
-// directly, so nothing is counted twice.
+// Metrics are the pipeline's Prometheus collectors, all named dktscore_*.
+// Record counts read Progress directly, so nothing is counted twice; the rest
+// are fed by ObserveBatch, CountRejects and WatchBatcher.
 type Metrics struct {
-	batchSize     prometheus.Histogram
-	realSteps     prometheus.Counter
-	computedSteps prometheus.Counter
-	flushes       *prometheus.CounterVec
-	inference     prometheus.Histogram
+	batchSize prometheus.Histogram
+	flushes   *prometheus.CounterVec
+	inference prometheus.Histogram
+	rejects   *prometheus.CounterVec
+	// Steps are kept as atomics because two series read them: the step
+	// counters and the padding-efficiency gauge.
+	realSteps, computedSteps atomic.Int64
+	// batcher reads the running batcher's counters; nil between runs.
+	batcher atomic.Pointer[func() batching.Stats]
 }
 
 // NewMetrics registers the collectors on reg. lag, when not nil, reports the
-// consumer group's commit lag (it is called on each scrape).
+// consumer group's commit lag (it is called on each scrape). The caller keeps
+// reg and may register collectors of its own beside these.
 func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.Context) (int64, error)) *Metrics {
 	m := &Metrics{
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dktscore_batch_size",
 			Help: "Sequences per scored batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
-		realSteps: prometheus.NewCounter(prometheus.CounterOpts{Name: "dktscore_real_steps_total",
-			Help: "Interactions fed to the model."}),
-		computedSteps: prometheus.NewCounter(prometheus.CounterOpts{Name: "dktscore_computed_steps_total",
-			Help: "Padded steps computed (batch × max_steps); real ÷ computed is the padding efficiency."}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dktscore_batch_flushes_total",
-			Help: "Batches by the reason they were flushed."}, []string{"reason"}),
+			Help: "Scored batches by the reason the batcher flushed them (size, bucket, delay, drain); they sum to the batches scored."},
+			[]string{"reason"}),
 		inference: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dktscore_inference_seconds",
 			Help: "Session run time per batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dktscore_rejects_total",
+			Help: "Bad records dead-lettered, by kind of problem (the full reason is in the dead letter's dktscore-reason header)."},
+			[]string{"kind"}),
+	}
+	// Every known label value starts at 0 so that rate() and sums see the
+	// series before the first event of its kind.
+	for _, r := range batching.FlushReasons {
+		m.flushes.WithLabelValues(r.String())
+	}
+	for _, k := range RejectKinds {
+		m.rejects.WithLabelValues(k)
 	}
 	counter := func(name, help string, v func() int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
-	reg.MustRegister(m.batchSize, m.realSteps, m.computedSteps, m.flushes, m.inference,
-		counter("dktscore_consumed_total", "Records read from the input.", progress.Consumed.Load),
-		counter("dktscore_scored_total", "Students scored and written.", progress.Students.Load),
+	gauge := func(name, help string, v func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v)
+	}
+	reg.MustRegister(m.batchSize, m.flushes, m.inference, m.rejects,
+		counter("dktscore_consumed_total", "Records read from the input (intake), good and bad.", progress.Consumed.Load),
+		counter("dktscore_scored_total", "Students scored and written to the output.", progress.Students.Load),
 		counter("dktscore_dead_lettered_total", "Bad records sent to the dead-letter topic or rejects file.", progress.Rejected.Load),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dktscore_queue_depth",
-			Help: "Records read and not yet written or dead-lettered."}, func() float64 { return float64(progress.InFlight()) }),
+		counter("dktscore_real_steps_total", "Interactions fed to the model.", m.realSteps.Load),
+		counter("dktscore_computed_steps_total", "Padded steps computed (batch × max_steps); real ÷ computed is the padding efficiency.",
+			m.computedSteps.Load),
+		gauge("dktscore_padding_efficiency", "Real ÷ computed steps since start (1 = no padding); 0 before the first batch.",
+			func() float64 {
+				computed := m.computedSteps.Load()
+				if computed == 0 {
+					return 0
+				}
+				return float64(m.realSteps.Load()) / float64(computed)
+			}),
+		gauge("dktscore_in_flight", "Records read and not yet written or dead-lettered (batcher, engines and sink).",
+			func() float64 { return float64(progress.InFlight()) }),
+		gauge("dktscore_batcher_pending", "Sequences waiting in the batcher's length buckets for a batch to fill.",
+			func() float64 {
+				if stats := m.batcher.Load(); stats != nil {
+					return float64((*stats)().Pending)
+				}
+				return 0
+			}),
 	)
 	if lag != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dktscore_commit_lag",
-			Help: "Records in the input not yet committed by the consumer group (-1 when the broker cannot be asked)."},
+		reg.MustRegister(gauge("dktscore_commit_lag",
+			"Records in the input not yet committed by the consumer group (-1 when the broker cannot be asked).",
 			func() float64 {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
@@ -58,10 +97,87 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 	return m
 }
 
+// ObserveBatch implements Observer.
 func (m *Metrics) ObserveBatch(size, realSteps, computedSteps int, reason string, inference time.Duration) {
 	m.batchSize.Observe(float64(size))
-	m.realSteps.Add(float64(realSteps))
-	m.computedSteps.Add(float64(computedSteps))
+	m.realSteps.Add(int64(realSteps))
+	m.computedSteps.Add(int64(computedSteps))
 	m.flushes.WithLabelValues(reason).Inc()
 	m.inference.Observe(inference.Seconds())
+}
+
+// WatchBatcher points dktscore_batcher_pending at the batcher of the run that
+// is starting (Run calls it when its Observer has this method).
+func (m *Metrics) WatchBatcher(stats func() batching.Stats) { m.batcher.Store(&stats) }
+
+// CountRejects wraps next so that every reject it records is counted in
+// dktscore_rejects_total under its RejectKind.
+func (m *Metrics) CountRejects(next RejectSink) RejectSink {
+	return countingRejects{next: next, rejects: m.rejects}
+}
+
+type countingRejects struct {
+	next    RejectSink
+	rejects *prometheus.CounterVec
+}
+
+func (c countingRejects) Reject(ctx context.Context, w Work) error {
+	if err := c.next.Reject(ctx, w); err != nil {
+		return err
+	}
+	c.rejects.WithLabelValues(RejectKind(w.Reject.Reason)).Inc()
+	return nil
+}
+
+// Reject kinds: the bounded label set of dktscore_rejects_total. A reason
+// quotes the offending value (student data), so it never becomes a label.
+const (
+	RejectTooLarge       = "too_large"
+	RejectNotUTF8        = "not_utf8"
+	RejectMalformed      = "malformed"
+	RejectOutOfOrder     = "out_of_order"
+	RejectBadTimestamp   = "bad_timestamp"
+	RejectBadStudentID   = "bad_student_id"
+	RejectLengthMismatch = "length_mismatch"
+	RejectEmpty          = "empty"
+	RejectSkillRange     = "skill_out_of_range"
+	RejectBadCorrect     = "bad_correct"
+	RejectOther          = "other"
+)
+
+// RejectKinds lists every kind RejectKind returns.
+var RejectKinds = []string{RejectTooLarge, RejectNotUTF8, RejectMalformed, RejectOutOfOrder, RejectBadTimestamp,
+	RejectBadStudentID, RejectLengthMismatch, RejectEmpty, RejectSkillRange, RejectBadCorrect, RejectOther}
+
+// rejectPhrases maps the fixed wording of the decoders' reasons (io/records,
+// DecodeMessage) to kinds. Order matters: a malformed-JSON reason quotes the
+// expected shape, which names student_id, so malformed is matched before it.
+var rejectPhrases = []struct{ phrase, kind string }{
+	{"byte limit", RejectTooLarge},
+	{"is longer than", RejectTooLarge},
+	{"not valid UTF-8", RejectNotUTF8},
+	{"reappears", RejectOutOfOrder},
+	{"timestamp", RejectBadTimestamp}, // before "not an integer": "timestamp X is not an integer/float epoch"
+	{"not a JSON record", RejectMalformed},
+	{"not a DKT 3-line record", RejectMalformed},
+	{"truncated record", RejectMalformed},
+	{"fix the quoting", RejectMalformed},
+	{"fields but the header", RejectMalformed},
+	{"not an integer", RejectMalformed},
+	{"is null", RejectMalformed},
+	{"student_id", RejectBadStudentID},
+	{"length mismatch", RejectLengthMismatch},
+	{"empty sequence", RejectEmpty},
+	{"is outside [0,", RejectSkillRange},
+	{"must be 0 or 1", RejectBadCorrect},
+}
+
+// RejectKind classifies a reject reason into one of RejectKinds.
+func RejectKind(reason string) string {
+	for _, p := range rejectPhrases {
+		if strings.Contains(reason, p.phrase) {
+			return p.kind
+		}
+	}
+	return RejectOther
 }

@@ -1,0 +1,218 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/io/records"
+)
+
+// scrape GETs url and returns every sample as "name{label=value,...}" → value
+// (labels in the exposition's order; one label at most in these metrics).
+func scrape(t *testing.T, ctx context.Context, url string) map[string]float64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: not the Prometheus text format: %v", url, err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			key := name
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+// badMessages are hostile Kafka values whose rejects come from the real
+// decoder (DecodeMessage), one or more per kind.
+var badMessages = []struct {
+	value string
+	kind  string
+}{
+	{`{"student_id": "a", "skills": [1, 2], "correct": [1]}`, RejectLengthMismatch},
+	{`{"student_id": "b", "skills": [1, 2], "correct": [1, 0`, RejectMalformed},
+	{`not json at all`, RejectMalformed},
+	{`{"student_id": "c", "skills": ["x"], "correct": [1]}`, RejectMalformed},
+	{`{"student_id": "d", "skills": [4], "correct": [1]}`, RejectSkillRange},
+	{`{"student_id": "e", "skills": [-1], "correct": [1]}`, RejectSkillRange},
+	{`{"student_id": "f", "skills": [1], "correct": [2]}`, RejectBadCorrect},
+	{`{"student_id": "", "skills": [1], "correct": [1]}`, RejectBadStudentID},
+	{`{"skills": [1], "correct": [1]}`, RejectBadStudentID},
+	{`{"student_id": [1], "skills": [1], "correct": [1]}`, RejectBadStudentID},
+	{`{"student_id": "g", "skills": [], "correct": []}`, RejectEmpty},
+	{"{\"student_id\": \"\xff\", \"skills\": [1], \"correct\": [1]}", RejectNotUTF8},
+	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, RejectTooLarge},
+}
+
+const badMessageMaxBytes = 100 // the too_large case above is longer
+
+func TestRejectKindOfEveryMessageReason(t *testing.T) {
+	for _, c := range badMessages {
+		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
+		if w.Reject == nil {
+			t.Fatalf("%q was not rejected", c.value)
+		}
+		if got := RejectKind(w.Reject.Reason); got != c.kind {
+			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
+		}
+	}
+}
+
+// File decoders word some reasons differently; every one must still land in
+// a named kind, never "other".
+func TestRejectKindOfFileReasons(t *testing.T) {
+	cases := []struct {
+		format records.Format
+		input  string
+		kind   string
+	}{
+		{records.FormatDKT3, "2\n1,9\n1,0\n", RejectSkillRange},
+		{records.FormatDKT3, "2\n1,1\n1,5\n", RejectBadCorrect},
+		{records.FormatDKT3, "2\n1,1,1\n1,0\n", RejectLengthMismatch},
+		{records.FormatDKT3, "x\n", RejectMalformed},
+		{records.FormatDKT3, "2\n1,1\n", RejectMalformed},
+		{records.FormatCSV, "student_id,skill_id,correct\na,x,1\n", RejectMalformed},
+		{records.FormatCSV, "student_id,skill_id,correct\na,1,3\n", RejectBadCorrect},
+		{records.FormatCSV, "student_id,skill_id,correct\n,1,1\n", RejectBadStudentID},
+		{records.FormatCSV, "student_id,skill_id,correct\na,1,1\nb,1,1\na,1,1\n", RejectOutOfOrder},
+		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,yesterday\n", RejectBadTimestamp},
+		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,5\na,1,1,2020-01-01T00:00:00Z\n", RejectBadTimestamp},
+		{records.FormatJSONL, `{"student_id": "a", "skills": [1], "correct": [1, 0]}` + "\n", RejectLengthMismatch},
+	}
+	for _, c := range cases {
+		r, err := records.NewReader(strings.NewReader(c.input), "test", c.format, records.Options{NumSkills: testSkills})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for {
+			_, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err == nil {
+				continue // the good records around a bad one
+			}
+			var reject *records.RejectError
+			if !errors.As(err, &reject) {
+				t.Fatalf("%s %q: %v", c.format, c.input, err)
+			}
+			kinds = append(kinds, RejectKind(reject.Reason))
+			if kinds[len(kinds)-1] != c.kind {
+				t.Errorf("%s %q: reason %q is %s, want %s", c.format, c.input, reject.Reason, kinds[len(kinds)-1], c.kind)
+			}
+		}
+		if len(kinds) == 0 {
+			t.Errorf("%s %q was not rejected", c.format, c.input)
+		}
+	}
+}
+
+// A known workload through Run, then /metrics over HTTP: every counter must
+// match the workload exactly.
+func TestMetricsMatchAKnownWorkload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	good := randomWorks(150, 7)
+	works := append([]Work(nil), good...)
+	wantKinds := map[string]float64{}
+	for _, c := range badMessages {
+		works = append(works, DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes))
+		wantKinds[c.kind]++
+	}
+	wantSteps := 0
+	for _, w := range good {
+		wantSteps += len(w.Seq.Skills)
+	}
+
+	reg := prometheus.NewRegistry()
+	progress := new(Progress)
+	metrics := NewMetrics(reg, progress, nil)
+	server := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer server.Close()
+
+	cfg := testConfig()
+	cfg.Observer = metrics
+	src := &sliceSource{works: works, acks: map[int][]error{}}
+	sink := &memorySink{results: map[string]Result{}}
+	sum, err := Run(ctx, cfg, src, sumEngine{}, sink, metrics.CountRejects(&memoryRejects{}), progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scrape(t, ctx, server.URL+"/metrics")
+
+	want := map[string]float64{
+		"dktscore_consumed_total":          float64(len(works)),
+		"dktscore_scored_total":            float64(len(good)),
+		"dktscore_dead_lettered_total":     float64(len(badMessages)),
+		"dktscore_real_steps_total":        float64(wantSteps),
+		"dktscore_computed_steps_total":    float64(sum.Computed),
+		"dktscore_padding_efficiency":      float64(wantSteps) / float64(sum.Computed),
+		"dktscore_in_flight":               0,
+		"dktscore_batcher_pending":         0,
+		"dktscore_batch_size_count":        float64(sum.Batches),
+		"dktscore_batch_size_sum":          float64(len(good)),
+		"dktscore_inference_seconds_count": float64(sum.Batches),
+	}
+	for _, kind := range RejectKinds {
+		want["dktscore_rejects_total{kind="+kind+"}"] = wantKinds[kind]
+	}
+	flushes := 0.0
+	for reason, n := range sum.Flushes {
+		want["dktscore_batch_flushes_total{reason="+reason+"}"] = float64(n)
+		flushes += float64(n)
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			t.Errorf("%s is not exported", name)
+		} else if math.Abs(g-w) > 1e-9 {
+			t.Errorf("%s = %v, want %v", name, g, w)
+		}
+	}
+	if flushes != float64(sum.Batches) || sum.Batches == 0 {
+		t.Errorf("flushes by reason sum to %v, want the %d batches", flushes, sum.Batches)
+	}
+	if _, ok := got["dktscore_commit_lag"]; ok {
+		t.Error("dktscore_commit_lag exported without a lag function")
+	}
+}
