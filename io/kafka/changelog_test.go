@@ -333,3 +333,74 @@ func TestCheckChangelogTopic(t *testing.T) {
 		t.Fatalf("ProduceToPartitions to partition 2 of a 2-partition topic = %v, want ErrNoSuchPartition naming the topic", err)
 	}
 }
+
+// TestChangelogRestoreAfterCompaction lets the broker's log cleaner really
+// compact overwritten states (short segments, eager cleaning), then checks
+// that Restore still yields every key's latest value across the offset gaps
+// compaction leaves, and that Fetch of a compacted-away offset is
+// ErrRecordGone. The cleaner runs every 15 s by default, so this waits up to
+// a minute for it.
+func TestChangelogRestoreAfterCompaction(t *testing.T) {
+	client := brokerConfig(t)
+	ctx := testCtx(t, 120*time.Second)
+	topic := uniqueName(t, "state")
+	str := func(s string) *string { return &s }
+	if err := ensureTopics(ctx, client, 1, map[string]*string{
+		"cleanup.policy":            str("compact"),
+		"segment.ms":                str("100"),
+		"min.cleanable.dirty.ratio": str("0.01"),
+		"min.compaction.lag.ms":     str("0"),
+	}, topic); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProducer(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	keys := []string{"k0", "k1", "k2", "k3", "k4"}
+	want := map[string]string{}
+	var firstOffsets []int64
+	for round := range 3 {
+		var msgs []Message
+		for _, k := range keys {
+			v := fmt.Sprintf("%s-v%d", k, round)
+			msgs = append(msgs, kv(topic, 0, k, v))
+			want[k] = v
+		}
+		offsets, err := p.ProduceToPartitions(ctx, msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			firstOffsets = offsets
+		}
+	}
+	written := int64(3 * len(keys))
+
+	cl := newTestChangelog(t, client, topic)
+	var got restored
+	for compacted := false; !compacted; {
+		// A write after segment.ms rolls the segment, making the
+		// overwritten records cleanable.
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the log cleaner did not compact %s within the test's deadline (last restore: %d records)", topic, got.records)
+		case <-time.After(time.Second):
+		}
+		if _, err := p.ProduceToPartitions(ctx, []Message{kv(topic, 0, "roll", "r")}); err != nil {
+			t.Fatal(err)
+		}
+		written++
+		want["roll"] = "r"
+		got = restoreAll(ctx, t, cl, 0)
+		compacted = got.records < written
+	}
+	if !maps.Equal(got.latest, want) {
+		t.Fatalf("after compaction restored %v, want the latest value per key %v", got.latest, want)
+	}
+	if _, _, err := cl.Fetch(ctx, 0, firstOffsets[0]); !errors.Is(err, ErrRecordGone) {
+		t.Fatalf("Fetch of compacted-away offset %d = %v, want ErrRecordGone", firstOffsets[0], err)
+	}
+	t.Logf("compaction left %d of %d records", got.records, written)
+}
