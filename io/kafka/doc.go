@@ -16,6 +16,16 @@
 //     kgo.GroupTransactSession; End commits outputs and input offsets
 //     atomically, or returns ErrAborted after a rebalance.
 //   - EnsureTopics: create-if-missing, for tests and the local demo.
+//   - Event mode (changelog.go, partition.go, assignment.go):
+//     ProduceToPartitions writes to the partition each Message names (a
+//     student's state goes to the changelog partition numbered like its
+//     input partition), on the Producer or inside a Transactor; Changelog
+//     restores a partition read_committed up to its end at call time and
+//     fetches one record by offset; CheckChangelogTopic refuses a changelog
+//     whose partition count differs from the input's or that is not
+//     compacted; ConsumerConfig.OnAssigned runs before any record of a newly
+//     assigned partition is handed out (restore there), OnRevoked when one is
+//     taken away.
 //
 // Error messages name the environment variables cmd binds to these fields:
 //
@@ -31,6 +41,7 @@
 //	DKTSCORE_KAFKA_GROUP               ConsumerConfig.Group
 //	DKTSCORE_KAFKA_INPUT_TOPIC         ConsumerConfig.Topics
 //	DKTSCORE_KAFKA_TRANSACTIONAL_ID    TransactConfig.TransactionalID
+//	DKTSCORE_KAFKA_CHANGELOG_TOPIC     NewChangelog's topic (DefaultChangelogTopic)
 //
 // Integration tests need a broker: run scripts/kafka-local start and set
 // DKTSCORE_KAFKA_BROKERS=127.0.0.1:9092; without it they skip.
