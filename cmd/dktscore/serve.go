@@ -6,17 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,38 +30,42 @@ import (
 )
 
 // serveConfig is read from DKTSCORE_* environment variables; flags override.
+// Every field needs a help tag: `serve --help` lists the variables from these
+// tags (config_help.go), and a test fails for a field without one.
 type serveConfig struct {
-	Brokers         []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" envSeparator:","`
-	InputTopic      string        `env:"KAFKA_INPUT_TOPIC" envDefault:"dkt.interactions"`
-	OutputTopic     string        `env:"KAFKA_OUTPUT_TOPIC" envDefault:"dkt.mastery"`
-	DeadLetterTopic string        `env:"KAFKA_DEAD_LETTER_TOPIC" envDefault:"dkt.interactions.dlq"`
-	Group           string        `env:"KAFKA_GROUP" envDefault:"dktscore"`
-	Delivery        string        `env:"DELIVERY" envDefault:"at-least-once"`
-	TransactionalID string        `env:"KAFKA_TRANSACTIONAL_ID"`
-	CreateTopics    int           `env:"CREATE_TOPICS_PARTITIONS" envDefault:"0"`
-	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"1000000"`
-	MaxPollRecords  int           `env:"MAX_POLL_RECORDS" envDefault:"500"`
-	Model           string        `env:"MODEL" envDefault:"models/dkt"`
-	Sessions        int           `env:"SESSIONS" envDefault:"2"`
-	Threads         int           `env:"THREADS" envDefault:"0"`
-	BatchSize       int           `env:"BATCH_SIZE" envDefault:"32"`
-	MaxPaddedSteps  int           `env:"MAX_PADDED_STEPS" envDefault:"32768"`
-	MaxDelay        time.Duration `env:"MAX_DELAY" envDefault:"50ms"`
-	BucketGrowth    float64       `env:"BUCKET_GROWTH" envDefault:"1.2"`
-	MaxSteps        int           `env:"MAX_STEPS" envDefault:"0"`
-	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080"`
-	GPUs            string        `env:"GPUS" envDefault:"all"`
-	GPUMemFraction  float64       `env:"GPU_MEMORY_FRACTION" envDefault:"0"`
-	GPUAllowGrowth  bool          `env:"GPU_ALLOW_GROWTH"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
-	TLS             bool          `env:"KAFKA_TLS_ENABLED"`
-	TLSCAFile       string        `env:"KAFKA_TLS_CA_FILE"`
-	TLSCertFile     string        `env:"KAFKA_TLS_CERT_FILE"`
-	TLSKeyFile      string        `env:"KAFKA_TLS_KEY_FILE"`
-	TLSInsecure     bool          `env:"KAFKA_TLS_INSECURE_SKIP_VERIFY"`
-	SASLMechanism   string        `env:"KAFKA_SASL_MECHANISM"`
-	SASLUser        string        `env:"KAFKA_SASL_USER"`
-	SASLPassword    string        `env:"KAFKA_SASL_PASSWORD"`
+	Brokers         []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" envSeparator:"," help:"Kafka bootstrap brokers, host:port, comma-separated"`
+	InputTopic      string        `env:"KAFKA_INPUT_TOPIC" envDefault:"dkt.interactions" help:"topic of JSON sequence records to score"`
+	OutputTopic     string        `env:"KAFKA_OUTPUT_TOPIC" envDefault:"dkt.mastery" help:"topic for Arrow IPC mastery messages"`
+	DeadLetterTopic string        `env:"KAFKA_DEAD_LETTER_TOPIC" envDefault:"dkt.interactions.dlq" help:"topic for bad records, with the reason in header dktscore-reason"`
+	Group           string        `env:"KAFKA_GROUP" envDefault:"dktscore" help:"Kafka consumer group; workers of one group share the input partitions"`
+	Delivery        string        `env:"DELIVERY" envDefault:"at-least-once" help:"at-least-once (commit after the results are acknowledged) or exactly-once (Kafka transactions)"`
+	TransactionalID string        `env:"KAFKA_TRANSACTIONAL_ID" help:"exactly-once only: producer id, stable per worker and unique among workers; unset = GROUP-HOSTNAME-PID"`
+	CreateTopics    int           `env:"CREATE_TOPICS_PARTITIONS" envDefault:"0" help:"create missing topics with this many partitions at start; 0 = never"`
+	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"1000000" help:"input messages larger than this are dead-lettered undecoded"`
+	MaxPollRecords  int           `env:"MAX_POLL_RECORDS" envDefault:"500" help:"most records fetched per poll"`
+	Model           string        `env:"MODEL" envDefault:"models/dkt" help:"SavedModel base directory in TF Serving's NAME/VERSION layout, or one version directory"`
+	Sessions        int           `env:"SESSIONS" envDefault:"2" help:"concurrent TensorFlow sessions (batches scored at once)"`
+	Threads         int           `env:"THREADS" envDefault:"0" help:"intra-op threads per session; 0 = cores ÷ sessions"`
+	BatchSize       int           `env:"BATCH_SIZE" envDefault:"32" help:"most sequences per batch"`
+	MaxPaddedSteps  int           `env:"MAX_PADDED_STEPS" envDefault:"32768" help:"most batch × max_steps per batch (bounds memory per model call)"`
+	MaxDelay        time.Duration `env:"MAX_DELAY" envDefault:"50ms" help:"longest a partly filled batch waits for more sequences"`
+	BucketGrowth    float64       `env:"BUCKET_GROWTH" envDefault:"1.2" help:"longest ÷ shortest sequence length allowed in one batch (> 1)"`
+	MaxSteps        int           `env:"MAX_STEPS" envDefault:"0" help:"score only the last N interactions of longer histories; 0 = whole history"`
+	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080" help:"listen address for /healthz, /readyz and /metrics"`
+	GPUs            string        `env:"GPUS" envDefault:"all" help:"all, none, or GPU indices like 0,2: one worker process per selected GPU"`
+	GPUMemFraction  float64       `env:"GPU_MEMORY_FRACTION" envDefault:"0" help:"per-process GPU memory fraction in (0, 1]; 0 = TensorFlow's default"`
+	GPUAllowGrowth  bool          `env:"GPU_ALLOW_GROWTH" help:"allocate GPU memory on demand instead of up front"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"bound on draining in-flight batches after SIGTERM"`
+	TLS             bool          `env:"KAFKA_TLS_ENABLED" help:"connect to the brokers over TLS"`
+	TLSCAFile       string        `env:"KAFKA_TLS_CA_FILE" help:"PEM CA bundle that signed the brokers' certificates; unset = system roots"`
+	TLSCertFile     string        `env:"KAFKA_TLS_CERT_FILE" help:"PEM client certificate for mTLS (with DKTSCORE_KAFKA_TLS_KEY_FILE)"`
+	TLSKeyFile      string        `env:"KAFKA_TLS_KEY_FILE" help:"PEM client key for mTLS (with DKTSCORE_KAFKA_TLS_CERT_FILE)"`
+	TLSInsecure     bool          `env:"KAFKA_TLS_INSECURE_SKIP_VERIFY" help:"skip verifying the brokers' certificates (test brokers only)"`
+	SASLMechanism   string        `env:"KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; unset = no SASL"`
+	SASLUser        string        `env:"KAFKA_SASL_USER" help:"SASL user name"`
+	SASLPassword    string        `env:"KAFKA_SASL_PASSWORD" help:"SASL password"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" help:"log format on stderr: text (key=value) or json (one object per line)"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" help:"least severe log level written: debug, info, warn or error"`
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -147,40 +150,31 @@ func (c serveConfig) batching(numSkills int) batching.Config {
 }
 
 func serveCmd(args []string, stdout, stderr io.Writer) int {
-	envOptions := env.Options{Prefix: "DKTSCORE_"}
-	cfg, err := env.ParseAsWithOptions[serveConfig](envOptions)
-	if err != nil {
-		fmt.Fprintf(stderr, "dktscore serve: invalid environment:\n%v\n", envErrors(err, envOptions))
+	cfg, unknown, code, done := configureServe(args, os.Environ(), stdout, stderr)
+	if done {
+		return code
+	}
+	log, err := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil { // configureServe has validated both; kept for safety
+		fmt.Fprintf(stderr, "dktscore serve: %v\n", err)
 		return 2
 	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: dktscore serve [flags]\n\nScores JSON sequence records from Kafka and publishes Arrow IPC mastery\n"+
-			"messages. Configured by DKTSCORE_* environment variables; flags override.\nTLS/SASL: DKTSCORE_KAFKA_TLS_ENABLED, DKTSCORE_KAFKA_TLS_CA_FILE, DKTSCORE_KAFKA_TLS_CERT_FILE, DKTSCORE_KAFKA_TLS_KEY_FILE,\n"+
-			"DKTSCORE_KAFKA_TLS_INSECURE_SKIP_VERIFY, DKTSCORE_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),\nDKTSCORE_KAFKA_SASL_USER, DKTSCORE_KAFKA_SASL_PASSWORD.\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(stderr, "dktscore serve: invalid configuration:\n%v\n", err)
-		return 2
+	slog.SetDefault(log) // the Kafka client, the supervisor and the model reloads log through it
+	for _, u := range unknown {
+		log.Warn("environment variable is not read by dktscore serve", "variable", u.Name, "did_you_mean", u.Suggestion)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	plan, err := placeWorkers(ctx, cfg, stderr)
+	plan, err := placeWorkers(ctx, cfg, log)
 	if err == nil {
 		if len(plan) > 1 {
-			err = superviseWorkers(ctx, cfg, plan, stderr)
+			err = superviseWorkers(ctx, cfg, plan, log, stderr)
 		} else {
-			err = serve(ctx, cfg, plan[0], stderr)
+			err = serve(ctx, cfg, plan[0], log)
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "dktscore serve: %v\n", err)
+		log.Error("dktscore serve failed", "error", err)
 		return 1
 	}
 	return 0
@@ -188,7 +182,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 
 // placeWorkers decides the worker processes: one per selected GPU, or one CPU
 // worker on a host without GPUs (or with DKTSCORE_GPUS=none).
-func placeWorkers(ctx context.Context, cfg serveConfig, logw io.Writer) ([]gpu.Placement, error) {
+func placeWorkers(ctx context.Context, cfg serveConfig, log *slog.Logger) ([]gpu.Placement, error) {
 	selection, err := gpu.ParseSelection(cfg.GPUs)
 	if err != nil {
 		return nil, err
@@ -198,7 +192,7 @@ func placeWorkers(ctx context.Context, cfg serveConfig, logw io.Writer) ([]gpu.P
 		return nil, err
 	}
 	if found.CPUOnlyReason != "" && !selection.None {
-		fmt.Fprintf(logw, "dktscore serve: running on CPU: %s\n", found.CPUOnlyReason)
+		log.Warn("running on CPU", "reason", found.CPUOnlyReason)
 	}
 	return gpu.Plan(found.Devices, selection, cfg.GPUMemFraction, cfg.GPUAllowGrowth)
 }
@@ -206,7 +200,7 @@ func placeWorkers(ctx context.Context, cfg serveConfig, logw io.Writer) ([]gpu.P
 // superviseWorkers runs one `dktscore serve` child per placement, because
 // TensorFlow's device and memory options are process-wide. Child i listens on
 // the parent's HTTP port + 1 + i; the parent's endpoints report every child.
-func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement, logw io.Writer) error {
+func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement, log *slog.Logger, logw io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -230,44 +224,26 @@ func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement
 			Labels: map[string]string{"http": addr, "memory_fraction": strconv.FormatFloat(p.MemoryFraction, 'g', -1, 64)},
 		})
 	}
-	sup, err := supervise.New(supervise.Config{Children: children, FatalExitCodes: []int{2}, Stdout: logw, Stderr: logw})
+	sup, err := supervise.New(supervise.Config{Children: children, FatalExitCodes: []int{2}, Stdout: logw, Stderr: logw, Logger: log})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", sup.HealthHandler())
 	mux.Handle("/readyz", sup.ReadyHandler())
+	metricsURLs := map[string]string{}
+	for _, c := range children {
+		metricsURLs[c.Name] = strings.TrimSuffix(c.HealthURL, "/healthz") + "/metrics"
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(newChildMetrics(metricsURLs), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	server := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go server.ListenAndServe()
 	defer server.Close()
-	fmt.Fprintf(logw, "dktscore serve: supervising %d workers (%s)\n", len(children), cfg.GPUs)
+	log.Info("supervising workers", "workers", len(children), "gpus", cfg.GPUs)
 	return sup.Run(ctx)
 }
 
-// envErrors rewrites the env library's errors, which name Go struct fields,
-// to name the variables an operator sets.
-func envErrors(err error, opts env.Options) error {
-	variable := map[string]string{}
-	t := reflect.TypeFor[serveConfig]()
-	for i := range t.NumField() {
-		variable[t.Field(i).Name] = opts.Prefix + t.Field(i).Tag.Get("env")
-	}
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err
-	}
-	var out []error
-	for _, e := range agg.Errors {
-		var parse env.ParseError
-		if errors.As(e, &parse) {
-			e = fmt.Errorf("%s: %w", variable[parse.Name], parse.Err)
-		}
-		out = append(out, e)
-	}
-	return errors.Join(out...)
-}
-
-func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw io.Writer) error {
+func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *slog.Logger) error {
 	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(cfg.Threads, cfg.Sessions)}).ConfigProto()
 	if err != nil {
 		return err
@@ -296,11 +272,13 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 	decode := func(msg kafka.Message) worker.Work {
 		return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
 	}
+	var metrics *worker.Metrics // set below, before sinks is first called
 	sinks := func(w worker.MessageWriter) (worker.Sink, worker.RejectSink) {
 		return worker.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
 			// A dead letter keeps the original bytes, cut to leave room for its
 			// headers under the broker's default message limit.
-			worker.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic, MaxBytes: kafka.DefaultMaxMessageBytes - 64<<10}
+			metrics.CountRejects(loggedRejects{log: log,
+				next: worker.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic, MaxBytes: kafka.DefaultMaxMessageBytes - 64<<10}})
 	}
 	consumerCfg := cfg.consumer()
 
@@ -319,7 +297,8 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 		if err != nil {
 			return err
 		}
-		pipeline.Observer = worker.NewMetrics(registry, &progress, nil)
+		metrics = worker.NewMetrics(registry, &progress, nil)
+		pipeline.Observer = metrics
 		ping, closeKafka = producer.Ping, t.Close
 		run = func(ctx context.Context) error {
 			return worker.RunTransactions(ctx, pipeline, t, decode, modelEngine{m}, sinks, &progress)
@@ -329,7 +308,8 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 		if err != nil {
 			return err
 		}
-		pipeline.Observer = worker.NewMetrics(registry, &progress, consumer.Lag)
+		metrics = worker.NewMetrics(registry, &progress, consumer.Lag)
+		pipeline.Observer = metrics
 		ping, closeKafka = consumer.Ping, consumer.Close
 		sink, rejects := sinks(producer)
 		source := worker.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
@@ -342,8 +322,9 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 	server := &http.Server{Addr: cfg.HTTPAddr, Handler: opsHandler(registry, ping), ReadHeaderTimeout: 5 * time.Second}
 	serverErr := make(chan error, 1)
 	go func() { serverErr <- server.ListenAndServe() }()
-	fmt.Fprintf(logw, "dktscore serve: model %s/%s (num_skills %d) on %s, %s from %s to %s, dead letters to %s, http %s\n",
-		m.Name, m.Version, m.NumSkills, placement.Name(), cfg.Delivery, cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic, cfg.HTTPAddr)
+	log.Info("serving", "model", m.Name+"/"+m.Version, "num_skills", m.NumSkills, "placement", placement.Name(),
+		"delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,
+		"dead_letter_topic", cfg.DeadLetterTopic, "group", cfg.Group, "http", cfg.HTTPAddr)
 
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()
@@ -367,8 +348,8 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, logw i
 	defer cancel()
 	closeErr := closeKafka(shutdown)
 	server.Shutdown(shutdown)
-	fmt.Fprintf(logw, "dktscore serve: stopped after %d consumed, %d scored, %d dead-lettered\n",
-		progress.Consumed.Load(), progress.Students.Load(), progress.Rejected.Load())
+	log.Info("stopped after draining", "consumed", progress.Consumed.Load(), "scored", progress.Students.Load(),
+		"dead_lettered", progress.Rejected.Load())
 	return errors.Join(runErr, closeErr)
 }
 

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// problemLines are the "  - " lines of an invalid-configuration message,
+// warnings left out.
+func problemLines(stderr string) []string {
+	var out []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "  - ") && !strings.HasPrefix(line, "  - warning: ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func TestBadEnvironmentsAreReportedAllAtOnce(t *testing.T) {
+	cases := []struct {
+		name     string
+		env      []string
+		args     []string
+		want     []string // substrings of the one message
+		problems int      // problem lines expected (each bad value once)
+	}{
+		{"bad duration", []string{"DKTSCORE_MAX_DELAY=soon"}, nil,
+			[]string{`DKTSCORE_MAX_DELAY: "soon" is not a duration`}, 1},
+		{"bad int", []string{"DKTSCORE_BATCH_SIZE=lots"}, nil,
+			[]string{`DKTSCORE_BATCH_SIZE: "lots" is not an integer`}, 1},
+		{"bad float", []string{"DKTSCORE_BUCKET_GROWTH=wide"}, nil,
+			[]string{`DKTSCORE_BUCKET_GROWTH: "wide" is not a number`}, 1},
+		{"bad bool", []string{"DKTSCORE_GPU_ALLOW_GROWTH=maybe"}, nil,
+			[]string{`DKTSCORE_GPU_ALLOW_GROWTH: "maybe" is not a boolean`}, 1},
+		{"negative sessions", []string{"DKTSCORE_SESSIONS=-1"}, nil,
+			[]string{"DKTSCORE_SESSIONS -1 must be at least 1"}, 1},
+		{"bad delivery mode", []string{"DKTSCORE_DELIVERY=at-most-once"}, nil,
+			[]string{`DKTSCORE_DELIVERY "at-most-once" is not at-least-once or exactly-once`}, 1},
+		{"fraction out of range", []string{"DKTSCORE_GPU_MEMORY_FRACTION=1.5"}, nil,
+			[]string{"DKTSCORE_GPU_MEMORY_FRACTION 1.5 is outside (0, 1]"}, 1},
+		{"bad log settings", []string{"DKTSCORE_LOG_FORMAT=xml", "DKTSCORE_LOG_LEVEL=loud"}, nil,
+			[]string{`DKTSCORE_LOG_FORMAT "xml" is not text or json`, `DKTSCORE_LOG_LEVEL "loud" is not debug, info, warn or error`}, 2},
+		{"bad flag value beside bad variables", []string{"DKTSCORE_MAX_POLL_RECORDS=0"}, []string{"--sessions", "0"},
+			[]string{"DKTSCORE_MAX_POLL_RECORDS 0 must be positive", "DKTSCORE_SESSIONS 0 must be at least 1"}, 2},
+		{"stray argument", nil, []string{"extra"}, []string{`unexpected argument "extra"`}, 1},
+		{"everything at once, with the typo that explains it",
+			[]string{"DKTSCORE_MAX_DELAY=soon", "DKTSCORE_BATCH_SIZE=lots", "DKTSCORE_SESSIONS=-1",
+				"DKTSCORE_DELIVERY=at-most-once", "DKTSCORE_GPU_MEMORY_FRACTION=1.5", "DKTSCORE_SESIONS=4",
+				"DKTSCORE_KAFKA_INPUT_TOPIC=same", "DKTSCORE_KAFKA_OUTPUT_TOPIC=same"}, nil,
+			[]string{`DKTSCORE_MAX_DELAY: "soon"`, `DKTSCORE_BATCH_SIZE: "lots"`, "DKTSCORE_SESSIONS -1", "at-most-once",
+				"DKTSCORE_GPU_MEMORY_FRACTION 1.5", "also an output topic",
+				"warning: DKTSCORE_SESIONS is set but dktscore serve does not read it; did you mean DKTSCORE_SESSIONS?"}, 6},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			_, _, code, done := configureServe(c.args, c.env, &stdout, &stderr)
+			if !done || code != 2 {
+				t.Fatalf("done=%v exit %d, want exit 2; stderr:\n%s", done, code, stderr.String())
+			}
+			msg := stderr.String()
+			if n := strings.Count(msg, "invalid configuration"); n != 1 {
+				t.Errorf("%d messages, want one:\n%s", n, msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message does not contain %q:\n%s", w, msg)
+				}
+			}
+			// A value that failed to parse must not be judged again as its zero value.
+			if got := problemLines(msg); len(got) != c.problems {
+				t.Errorf("%d problems, want %d:\n%s", len(got), c.problems, msg)
+			}
+		})
+	}
+}
+
+func TestValidEnvironmentsStartWithWarningsOnly(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     []string
+		args    []string
+		unknown []unknownVar
+	}{
+		{"defaults", nil, nil, nil},
+		{"unknown variable", []string{"DKTSCORE_FROBNICATE=1"}, nil, []unknownVar{{Name: "DKTSCORE_FROBNICATE"}}},
+		{"typo'd name", []string{"DKTSCORE_SESIONS=4"}, nil,
+			[]unknownVar{{Name: "DKTSCORE_SESIONS", Suggestion: "DKTSCORE_SESSIONS"}}},
+		{"middle part left out", []string{"DKTSCORE_INPUT_TOPIC=x"}, nil,
+			[]unknownVar{{Name: "DKTSCORE_INPUT_TOPIC", Suggestion: "DKTSCORE_KAFKA_INPUT_TOPIC"}}},
+		{"lower-case prefix", []string{"dktscore_model=/m"}, nil,
+			[]unknownVar{{Name: "dktscore_model", Suggestion: "DKTSCORE_MODEL"}}},
+		{"flag replaces a bad variable", []string{"DKTSCORE_SESSIONS=many"}, []string{"--sessions", "3"}, nil},
+		{"other programs' variables are none of our business", []string{"KAFKA_BROKERS=x", "DKTSCOREX=1"}, nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			cfg, unknown, code, done := configureServe(c.args, c.env, &stdout, &stderr)
+			if done {
+				t.Fatalf("exit %d, want a valid configuration; stderr:\n%s", code, stderr.String())
+			}
+			if !reflect.DeepEqual(unknown, c.unknown) {
+				t.Errorf("unknown variables %+v, want %+v", unknown, c.unknown)
+			}
+			if c.name == "flag replaces a bad variable" && cfg.Sessions != 3 {
+				t.Errorf("sessions %d, want the flag's 3", cfg.Sessions)
+			}
+		})
+	}
+}
+
+// configFields walks serveConfig the way caarlos0/env does, so that this test
+// sees a field another change adds.
+func configFields(t reflect.Type, prefix string, visit func(f reflect.StructField, name string)) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			if f.Type.Kind() == reflect.Struct {
+				configFields(f.Type, prefix+f.Tag.Get("envPrefix"), visit)
+			}
+			continue
+		}
+		visit(f, prefix+name)
+	}
+}
+
+func TestServeHelpListsEveryVariableWithDefaultAndMeaning(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("serve --help exit %d, want 0; stderr:\n%s", code, stderr.String())
+	}
+	help := stdout.String()
+	lines := strings.Split(help, "\n")
+	seen := 0
+	configFields(reflect.TypeFor[serveConfig](), "DKTSCORE_", func(f reflect.StructField, name string) {
+		seen++
+		meaning := f.Tag.Get("help")
+		if meaning == "" {
+			t.Errorf("serveConfig.%s (%s) has no help tag: add help:\"what it means\" so serve --help explains it", f.Name, name)
+		}
+		for i, line := range lines {
+			if !strings.HasPrefix(line, "  "+name+" (") {
+				continue
+			}
+			if def := f.Tag.Get("envDefault"); def != "" && !strings.Contains(line, "default "+def) {
+				t.Errorf("%s is listed without its default %q: %s", name, def, line)
+			}
+			if i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != meaning {
+				t.Errorf("%s is not followed by its meaning %q", name, meaning)
+			}
+			return
+		}
+		t.Errorf("serve --help does not list %s", name)
+	})
+	if seen < 30 {
+		t.Fatalf("walked %d fields of serveConfig; the walk is broken", seen)
+	}
+	for _, flagName := range []string{"-brokers", "-group", "-delivery", "-sessions", "-gpus"} {
+		if !strings.Contains(help, flagName) {
+			t.Errorf("serve --help does not show flag %s", flagName)
+		}
+	}
+}
+
+func TestSuggestEnv(t *testing.T) {
+	known := []string{"DKTSCORE_SESSIONS", "DKTSCORE_KAFKA_INPUT_TOPIC", "DKTSCORE_KAFKA_GROUP", "DKTSCORE_MAX_DELAY", "DKTSCORE_GPUS"}
+	cases := map[string]string{
+		"DKTSCORE_SESIONS":        "DKTSCORE_SESSIONS",
+		"DKTSCORE_SESSION":        "DKTSCORE_SESSIONS",
+		"DKTSCORE_KAFKA_GRUOP":    "DKTSCORE_KAFKA_GROUP",
+		"DKTSCORE_GROUP":          "DKTSCORE_KAFKA_GROUP",
+		"DKTSCORE_MAXDELAY":       "DKTSCORE_MAX_DELAY",
+		"dktscore_gpus":           "DKTSCORE_GPUS",
+		"DKTSCORE_FROBNICATE":     "",
+		"DKTSCORE_OUTPUT_FORMAT":  "",
+		"DKTSCORE_TOTALLY_UNLIKE": "",
+	}
+	for name, want := range cases {
+		if got := suggestEnv(name, known); got != want {
+			t.Errorf("suggestEnv(%s) = %q, want %q", name, got, want)
+		}
+	}
+}
