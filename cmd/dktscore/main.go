@@ -16,6 +16,8 @@ Usage:
                                          score a file, write mastery as Parquet or Arrow
   dktscore serve [flags]                 score JSON sequence records from Kafka (DKTSCORE_* env)
   dktscore bench [flags]                 time the engine over pre-built batches (see make bench)
+  dktscore state load --input F --partitions N --partitioner murmur2|crc32
+                                         load score --emit-state's states into the changelog (event mode)
   dktscore help                          this text
 
 Run 'dktscore COMMAND --help' for a command's flags.
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "state":
+		return stateCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dktscore/dktscore/io/columnar"
+	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/state"
+)
+
+func testBrokers(t *testing.T) kafka.ClientConfig {
+	t.Helper()
+	v := os.Getenv("DKTSCORE_KAFKA_BROKERS")
+	if v == "" {
+		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
+	}
+	return kafka.ClientConfig{Brokers: strings.Split(v, ","), ClientID: "dktscore-test"}
+}
+
+func uniqueTopic(t *testing.T, what string) string {
+	return fmt.Sprintf("dktscore-test-state-load-%s-%s-%d", strings.ToLower(strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())), what, time.Now().UnixNano())
+}
+
+func readStateRows(t *testing.T, path string) []columnar.StateRow {
+	t.Helper()
+	r, err := columnar.OpenStateFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var rows []columnar.StateRow
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+}
+
+// restoreTopic reads every record of every partition of a changelog topic.
+func restoreTopic(ctx context.Context, t *testing.T, client kafka.ClientConfig, topic string, partitions int32) map[int32][]state.Record {
+	t.Helper()
+	cl, err := kafka.NewChangelog(client, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[int32][]state.Record{}
+	for p := range partitions {
+		_, err := cl.Restore(ctx, p, func(key, value []byte, _ int64) error {
+			r, err := state.DecodeRecord(key, value)
+			if err != nil {
+				return err
+			}
+			out[p] = append(out[p], r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// Real students' states go from score --emit-state through state load into a
+// real broker, each to the partition the input's producers would pick, and
+// come back from the changelog as the same states.
+func TestStateLoadPutsEveryStudentWhereTheInputPartitionerSendsTheirEvents(t *testing.T) {
+	client := testBrokers(t)
+	dir := t.TempDir()
+	input := filepath.Join(dir, "students.csv")
+	writeDKT3(t, input, readDKT3Students(t, testSplit)[:60])
+	statesPath := filepath.Join(dir, "states.parquet")
+	runCommand(t, "score", "--model", testModel, "--input", input, "--output", filepath.Join(dir, "o.parquet"), "--emit-state", statesPath, "--quiet")
+	want := readStateRows(t, statesPath)
+	if len(want) != 60 {
+		t.Fatalf("emit-state wrote %d states for 60 students", len(want))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const partitions = 3
+	for _, partitioner := range []kafka.KeyPartitioner{kafka.Murmur2, kafka.CRC32} {
+		t.Run(string(partitioner), func(t *testing.T) {
+			topic := uniqueTopic(t, "changelog")
+			out := runCommand(t, "state", "load", "--input", statesPath, "--topic", topic, "--partitions", fmt.Sprint(partitions),
+				"--partitioner", string(partitioner), "--brokers", strings.Join(client.Brokers, ","), "--create")
+			if !strings.Contains(out, "loaded 60 states") || !strings.Contains(out, "model versions dkt/1=60") {
+				t.Fatalf("summary: %s", out)
+			}
+			got := restoreTopic(ctx, t, client, topic, partitions)
+			byStudent := map[string]state.Record{}
+			for p, records := range got {
+				for _, r := range records {
+					if wantP := partitioner.Partition([]byte(r.StudentID), partitions); p != wantP {
+						t.Fatalf("student %q is in changelog partition %d; %s sends its events to input partition %d", r.StudentID, p, partitioner, wantP)
+					}
+					if _, dup := byStudent[r.StudentID]; dup {
+						t.Fatalf("student %q loaded twice", r.StudentID)
+					}
+					byStudent[r.StudentID] = r
+				}
+			}
+			if len(got) < 2 {
+				t.Fatalf("60 students landed in %d of %d partitions", len(got), partitions)
+			}
+			for _, w := range want {
+				r, ok := byStudent[w.StudentID]
+				if !ok {
+					t.Fatalf("student %q is not in the changelog", w.StudentID)
+				}
+				if r.Partition != -1 || r.Offset != -1 || r.Events != w.Events || r.ModelVersion != "dkt/1" || !slices.Equal(r.State, w.State) {
+					t.Fatalf("student %q: changelog has partition %d offset %d events %d version %q (state equal: %v); file has events %d",
+						w.StudentID, r.Partition, r.Offset, r.Events, r.ModelVersion, slices.Equal(r.State, w.State), w.Events)
+				}
+			}
+			if len(byStudent) != len(want) {
+				t.Fatalf("changelog holds %d students, the file %d", len(byStudent), len(want))
+			}
+		})
+	}
+}
+
+func TestStateLoadRefusesWhatWouldMisplaceOrLoseStates(t *testing.T) {
+	client := testBrokers(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := columnar.Config{NumSkills: 124, ModelVersion: "dkt/1", Format: columnar.FormatParquet}
+	write := func(name string, ids ...string) string {
+		path := filepath.Join(dir, name)
+		w, err := columnar.CreateStateFile(path, cfg, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if err := w.Write(columnar.StateRow{StudentID: id, Events: 2, State: []float32{1, 2, 3, 4}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good, dup := write("good.parquet", "a", "b"), write("dup.parquet", "a", "b", "a")
+	twoPartitions := uniqueTopic(t, "two")
+	if err := kafka.EnsureCompactedTopics(ctx, client, 2, twoPartitions); err != nil {
+		t.Fatal(err)
+	}
+	brokers := strings.Join(client.Brokers, ",")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"flags missing", []string{"--input", good}, 2, "--partitions is required"},
+		{"unknown partitioner", []string{"--input", good, "--partitions", "2", "--partitioner", "random"}, 2, "use murmur2"},
+		{"partition count differs", []string{"--input", good, "--topic", twoPartitions, "--partitions", "3", "--partitioner", "crc32", "--brokers", brokers}, 1,
+			"has 2 partitions but --partitions is 3"},
+		{"topic missing without --create", []string{"--input", good, "--topic", uniqueTopic(t, "missing"), "--partitions", "2", "--partitioner", "crc32", "--brokers", brokers}, 1,
+			"does not exist"},
+		{"student twice", []string{"--input", dup, "--topic", twoPartitions, "--partitions", "2", "--partitioner", "crc32", "--brokers", brokers}, 1,
+			`student "a" is in rows 0 and 2`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"state", "load"}, c.args...), &stdout, &stderr)
+			if code != c.code || !strings.Contains(stderr.String(), c.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr.String(), c.code, c.want)
+			}
+		})
+	}
+	if got := restoreTopic(ctx, t, client, twoPartitions, 2); len(got) != 0 {
+		t.Fatalf("refused loads wrote records: %v", got)
+	}
+}
