@@ -261,26 +261,29 @@ func TestStepOnAModelWithoutStepSaysHowToUpgrade(t *testing.T) {
 	t.Log(err)
 }
 
-// BenchmarkStep runs one Step of 64 rows; allocs/op counts the tensors and
-// the graft bindings' bookkeeping, which the reused buffers cannot avoid.
+// BenchmarkStep runs one Step of B rows; allocs/op counts the tensors and the
+// graft bindings' bookkeeping, which the reused buffers cannot avoid.
 func BenchmarkStep(b *testing.B) {
 	m, err := Load(Config{Path: bundledModel, Sessions: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	const rows = 64
-	in := StepInputs{SkillID: make([]int32, rows), Correct: make([]int32, rows), State: make([]float32, rows*m.StateSize())}
-	for i := range rows {
-		in.SkillID[i], in.Correct[i] = int32(i%m.NumSkills), int32(i%2)
+	for _, rows := range []int{1, 32, 256} {
+		b.Run("rows="+strconv.Itoa(rows), func(b *testing.B) {
+			in := StepInputs{SkillID: make([]int32, rows), Correct: make([]int32, rows), State: make([]float32, rows*m.StateSize())}
+			for i := range rows {
+				in.SkillID[i], in.Correct[i] = int32(i%m.NumSkills), int32(i%2)
+			}
+			out := StepOutputs{State: in.State, Mastery: make([]float32, rows*m.NumSkills)}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Step(ctx, in, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/row")
+		})
 	}
-	out := StepOutputs{State: in.State, Mastery: make([]float32, rows*m.NumSkills)}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := m.Step(ctx, in, out); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/rows, "ns/row")
 }
