@@ -163,7 +163,7 @@ func (a *Assembler) flushAll(bks []*bucket, reason FlushReason) []*Batch {
 
 func (a *Assembler) flush(bk *bucket, reason FlushReason) *Batch {
 	items := bk.items
-	b := padToLongest(&a.pool, a.cfg.NumSkills, items, reason, bk.oldest)
+	b := padToLongest(&a.pool, items, reason, bk.oldest)
 	real := 0
 	for _, it := range items {
 		real += len(it.Skills)

@@ -36,14 +36,18 @@ func (r FlushReason) String() string {
 	return fmt.Sprintf("FlushReason(%d)", int(r))
 }
 
-// Batch is one model call's worth of input, laid out per the predict
-// signature. Row b of every tensor is Items[b].
+// Batch is one model call's worth of input as ids, laid out per the compact
+// predict_ids signature (plus target_id for the next-step predictions). Row b
+// of every tensor is Items[b]. The origin signature's one-hot input_x is not
+// built here: it is 2·S floats per step where the ids are two int32s, so the
+// model builds it, straight into TensorFlow's buffer, only when it has to.
 type Batch struct {
 	Items    []Item
 	Reason   FlushReason
 	Oldest   time.Time // arrival of the batch's first item; now − Oldest is the batching latency
 	Steps    int       // T = max_steps: the longest sequence in this batch
-	InputX   []float32 // [B, T, 2S] row-major: one-hot at skill + S·correct for t < len; zero at padded steps
+	SkillID  []int32   // [B, T] row-major: skill at t for t < len; zero at padding
+	Correct  []int32   // [B, T]: 1 when step t was answered correctly, else 0; zero at padding
 	TargetID []int32   // [B, T]: skill at t+1 for t < len−1; zero at the last real step and at padding
 	SeqLen   []int32   // [B]: real lengths
 
@@ -75,10 +79,11 @@ func (b *Batch) Release() {
 	}
 	p := b.pool
 	b.pool = nil
-	p.float32s.put(b.InputX)
+	p.int32s.put(b.SkillID)
+	p.int32s.put(b.Correct)
 	p.int32s.put(b.TargetID)
 	p.int32s.put(b.SeqLen)
-	b.InputX, b.TargetID, b.SeqLen, b.Items = nil, nil, nil, nil
+	b.SkillID, b.Correct, b.TargetID, b.SeqLen, b.Items = nil, nil, nil, nil, nil
 }
 
 // PadToLongest builds one batch of items in the order given, padded to the
@@ -93,42 +98,40 @@ func PadToLongest(numSkills int, items []Item) (*Batch, error) {
 			return nil, err
 		}
 	}
-	return padToLongest(new(bufferPool), numSkills, items, FlushDrain, time.Now()), nil
+	return padToLongest(new(bufferPool), items, FlushDrain, time.Now()), nil
 }
 
 // padToLongest builds a batch of the given items, padding every sequence to
 // the longest one. Items must have passed ValidateItem.
-func padToLongest(pool *bufferPool, numSkills int, items []Item, reason FlushReason, oldest time.Time) *Batch {
+func padToLongest(pool *bufferPool, items []Item, reason FlushReason, oldest time.Time) *Batch {
 	steps := 0
 	for _, it := range items {
 		steps = max(steps, len(it.Skills))
 	}
-	depth := 2 * numSkills
 	nb := len(items)
-	x := pool.float32s.get(nb * steps * depth)
+	skillID := pool.int32s.get(nb * steps)
+	correct := pool.int32s.get(nb * steps)
 	target := pool.int32s.get(nb * steps)
 	seqLen := pool.int32s.get(nb)
 	for b, it := range items {
 		n := len(it.Skills)
 		seqLen[b] = int32(n)
-		row := x[b*steps*depth : (b*steps+n)*depth]
-		for t, s := range it.Skills {
-			k := int(s) + numSkills*int(it.Correct[t])
-			// Validated on Add; checked again because the caller still owns
-			// the slices, and a change after Add must not reach another
-			// step's or another student's one-hot row.
-			if uint(k) < uint(depth) {
-				row[t*depth+k] = 1
-			}
+		row := b * steps
+		copy(skillID[row:row+n], it.Skills)
+		// [:n] keeps a Correct slice changed after Add (against Item's
+		// contract) from writing into the next student's row.
+		for t, c := range it.Correct[:n] {
+			correct[row+t] = int32(c)
 		}
-		copy(target[b*steps:b*steps+n-1], it.Skills[1:])
+		copy(target[row:row+n-1], it.Skills[1:])
 	}
 	return &Batch{
 		Items:    items,
 		Reason:   reason,
 		Oldest:   oldest,
 		Steps:    steps,
-		InputX:   x,
+		SkillID:  skillID,
+		Correct:  correct,
 		TargetID: target,
 		SeqLen:   seqLen,
 		pool:     pool,

@@ -54,6 +54,5 @@ func (f *freeList[T]) put(buf []T) {
 // the consumer's goroutine while the Assembler builds the next batch, hence
 // the locks.
 type bufferPool struct {
-	float32s freeList[float32]
-	int32s   freeList[int32]
+	int32s freeList[int32]
 }

@@ -21,7 +21,7 @@ var ErrInvalidConfig = errors.New("batching: invalid config")
 // tensor without bound, so Validate rejects zero and negative values instead
 // of guessing defaults. Only BucketGrowth has a default.
 type Config struct {
-	NumSkills      int           // S (>0), read from the model; input_x depth is 2*S
+	NumSkills      int           // S (>0), read from the model; skill ids must lie in [0, S)
 	MaxBatchSize   int           // max sequences per batch (>0)
 	MaxDelay       time.Duration // a non-empty bucket is flushed at most this long after its oldest item arrived (>0)
 	MaxPaddedSteps int           // budget on B*T per batch (>0); a single sequence longer than the budget forms a batch of one
@@ -52,8 +52,10 @@ func (c Config) Validate() error {
 	if g := c.BucketGrowth; g != 0 && !(g > 1 && g <= 2) { // written so NaN is rejected too
 		bad("BucketGrowth is %v; set it in (1, 2] or leave it 0 for the default %v", g, DefaultBucketGrowth)
 	}
-	// input_x holds MaxPaddedSteps*2*NumSkills floats; refuse a budget whose
-	// tensor size cannot even be represented rather than overflow later.
+	// The batches hold ids, but the model turns them into the origin
+	// signature's one-hot input_x of MaxPaddedSteps*2*NumSkills floats when it
+	// has no predict_ids; refuse a budget whose tensor size cannot even be
+	// represented rather than overflow there.
 	if c.NumSkills > 0 && c.MaxPaddedSteps > 0 && c.MaxPaddedSteps > math.MaxInt32/(2*c.NumSkills) {
 		bad("MaxPaddedSteps × 2 × NumSkills = %d × %d exceeds %d input_x elements; lower MaxPaddedSteps",
 			c.MaxPaddedSteps, 2*c.NumSkills, math.MaxInt32)

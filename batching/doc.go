@@ -1,6 +1,8 @@
 // Package batching groups variable-length student sequences into batches of
-// similar length and builds the padded tensors of the DKT "predict" signature
-// (input_x, target_id, sequence_len; T = the longest sequence in the batch).
+// similar length and builds the padded id tensors of the DKT "predict_ids"
+// signature (skill_id, correct, sequence_len) plus target_id; T = the longest
+// sequence in the batch. The origin signature's one-hot input_x is left to the
+// model, which builds it only for models without predict_ids.
 //
 // It has two layers. [Assembler] is deterministic and single-goroutine, with
 // the clock passed in, so every flush decision can be tested without sleeping.

@@ -23,8 +23,8 @@ func seq(ref, n, numSkills int) Item {
 	return it
 }
 
-// checkContract compares every element of the batch's tensors with the model
-// contract, computed independently of padToLongest.
+// checkContract compares every element of the batch's tensors with the
+// predict_ids layout, computed independently of padToLongest.
 func checkContract(t *testing.T, b *Batch, numSkills int) {
 	t.Helper()
 	nb := len(b.Items)
@@ -32,13 +32,12 @@ func checkContract(t *testing.T, b *Batch, numSkills int) {
 	for _, it := range b.Items {
 		steps = max(steps, len(it.Skills))
 	}
-	depth := 2 * numSkills
 	if b.Steps != steps {
 		t.Fatalf("Steps = %d, want longest length %d", b.Steps, steps)
 	}
-	if len(b.InputX) != nb*steps*depth || len(b.TargetID) != nb*steps || len(b.SeqLen) != nb {
-		t.Fatalf("tensor lengths %d/%d/%d, want %d/%d/%d",
-			len(b.InputX), len(b.TargetID), len(b.SeqLen), nb*steps*depth, nb*steps, nb)
+	if len(b.SkillID) != nb*steps || len(b.Correct) != nb*steps || len(b.TargetID) != nb*steps || len(b.SeqLen) != nb {
+		t.Fatalf("tensor lengths %d/%d/%d/%d, want %d/%d/%d/%d",
+			len(b.SkillID), len(b.Correct), len(b.TargetID), len(b.SeqLen), nb*steps, nb*steps, nb*steps, nb)
 	}
 	for r, it := range b.Items {
 		n := len(it.Skills)
@@ -46,21 +45,20 @@ func checkContract(t *testing.T, b *Batch, numSkills int) {
 			t.Errorf("SeqLen[%d] = %d, want %d", r, b.SeqLen[r], n)
 		}
 		for s := range steps {
-			for k := range depth {
-				want := float32(0)
-				if s < n && k == int(it.Skills[s])+numSkills*int(it.Correct[s]) {
-					want = 1
-				}
-				if got := b.InputX[(r*steps+s)*depth+k]; got != want {
-					t.Fatalf("InputX[%d,%d,%d] = %v, want %v", r, s, k, got, want)
+			var skill, correct, target int32 // zero at padding
+			if s < n {
+				skill, correct = it.Skills[s], int32(it.Correct[s])
+				if skill < 0 || int(skill) >= numSkills {
+					t.Fatalf("test item %d step %d has skill %d outside [0, %d)", r, s, skill, numSkills)
 				}
 			}
-			want := int32(0)
 			if s < n-1 {
-				want = it.Skills[s+1]
+				target = it.Skills[s+1]
 			}
-			if got := b.TargetID[r*steps+s]; got != want {
-				t.Fatalf("TargetID[%d,%d] = %d, want %d", r, s, got, want)
+			i := r*steps + s
+			if b.SkillID[i] != skill || b.Correct[i] != correct || b.TargetID[i] != target {
+				t.Fatalf("[%d,%d]: skill_id %d correct %d target_id %d, want %d %d %d",
+					r, s, b.SkillID[i], b.Correct[i], b.TargetID[i], skill, correct, target)
 			}
 		}
 	}

@@ -21,9 +21,9 @@ type Item struct {
 func (it Item) Len() int { return len(it.Skills) }
 
 // ValidateItem checks what the padding depends on. Skill ranges are also
-// checked upstream against the model, but the batcher checks them again
-// because a bad id here would write outside its one-hot row, into another
-// step's or another student's input.
+// checked upstream against the model, but the batcher checks them again so
+// that one bad id is rejected with its own item instead of failing the whole
+// batch it would be scored in.
 func ValidateItem(it Item, numSkills int) error {
 	if len(it.Skills) == 0 {
 		return fmt.Errorf("%w: empty sequence; drop students without interactions before batching", ErrInvalidItem)

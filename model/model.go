@@ -4,35 +4,54 @@
 package model
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"strings"
 	"unsafe"
 
 	tf "github.com/wamuir/graft/tensorflow"
 )
 
+// The signatures the bundled exporter writes (python/dkt/export.py).
+const (
+	// OriginSignature is the origin document's signature: a one-hot input_x
+	// [B, T, 2·S] plus the scalars max_steps, keep_prob and batch_size.
+	OriginSignature = "predict"
+	// IDsSignature is the compact one: skill_id and correct as int32 [B, T]
+	// plus sequence_len, the same pred_all. It spares the host the one-hot
+	// (2·S floats per step instead of two int32s) and the graph its matmul.
+	IDsSignature = "predict_ids"
+)
+
 // Names maps the model contract (GUIDE §1) to the keys of a signature's inputs
-// and outputs. The defaults are the origin's names; other exports are mapped by
-// overriding names, never by guessing.
+// and outputs. The defaults are the bundled model's names; other exports are
+// mapped by overriding names, never by guessing.
 type Names struct {
 	InputX, TargetID, MaxSteps, SequenceLen, KeepProb, BatchSize, PredAll string
+	SkillID, Correct                                                      string // the ids signature's inputs
 }
 
-// OriginNames are the keys of the origin's "predict" signature.
+// OriginNames are the keys of the origin's "predict" signature, and of the
+// exporter's "predict_ids" (skill_id, correct, sequence_len → pred_all).
 var OriginNames = Names{
 	InputX: "input_x", TargetID: "target_id", MaxSteps: "max_steps", SequenceLen: "sequence_len",
 	KeepProb: "keep_prob", BatchSize: "batch_size", PredAll: "pred_all",
+	SkillID: "skill_id", Correct: "correct",
 }
 
 // Config says which model to load and how to run it.
 type Config struct {
-	Path      string // version directory, or base directory (highest version wins)
-	Tag       string // meta graph tag; "" → "serve"
-	Signature string // "" → "predict"
-	Names     Names  // zero fields take OriginNames
+	Path string // version directory, or base directory (highest version wins)
+	Tag  string // meta graph tag; "" → "serve"
+	// Signature is the signature to run; "" picks IDsSignature when the model
+	// has it, else OriginSignature. A signature whose inputs include
+	// Names.SkillID is fed ids, any other the one-hot input_x.
+	Signature string
+	Names     Names // zero fields take OriginNames
 	// Sessions is how many sessions run batches concurrently (≥ 1).
 	Sessions int
 	// SessionConfig is a serialized tensorflow.ConfigProto (see package gpu).
@@ -43,9 +62,6 @@ func (c *Config) defaults() {
 	if c.Tag == "" {
 		c.Tag = "serve"
 	}
-	if c.Signature == "" {
-		c.Signature = "predict"
-	}
 	n := &c.Names
 	for _, f := range []struct {
 		field *string
@@ -54,6 +70,7 @@ func (c *Config) defaults() {
 		{&n.InputX, OriginNames.InputX}, {&n.TargetID, OriginNames.TargetID}, {&n.MaxSteps, OriginNames.MaxSteps},
 		{&n.SequenceLen, OriginNames.SequenceLen}, {&n.KeepProb, OriginNames.KeepProb},
 		{&n.BatchSize, OriginNames.BatchSize}, {&n.PredAll, OriginNames.PredAll},
+		{&n.SkillID, OriginNames.SkillID}, {&n.Correct, OriginNames.Correct},
 	} {
 		if *f.field == "" {
 			*f.field = f.def
@@ -76,18 +93,50 @@ func (c Config) validate() error {
 type Model struct {
 	Name, Version, Dir string
 	NumSkills          int
+	// Signature is the key of the signature Predict runs (see Config.Signature),
+	// and IDs whether it is fed ids (true) or the one-hot input_x (false).
+	Signature string
+	IDs       bool
 
 	sessions chan *session
 	all      []*session
 }
 
 // session is one loaded SavedModel; TF sessions are safe for concurrent Run, but
-// separate sessions let a pool size bound the work in flight per model.
+// separate sessions let a pool size bound the work in flight per model. A
+// session serves one Predict at a time (the pool hands it out), so the scratch
+// it keeps for its runs needs no lock.
 type session struct {
-	saved                                                   *tf.SavedModel
-	inputX, targetID, maxSteps, seqLen, keepProb, batchSize tf.Output
-	predAll                                                 tf.Output
-	step                                                    *stepTensors // nil: no step signature (see step.go)
+	saved *tf.SavedModel
+	ids   bool // feed skill_id and correct, not input_x and the scalars
+	// Signature tensors; those the layout does not feed stay zero.
+	inputX, skillID, correct, targetID, maxSteps, seqLen, keepProb, batchSize tf.Output
+	predAll                                                                   tf.Output
+	step                                                                      *stepTensors // nil: no step signature (see step.go)
+
+	// Reused by every run, so that a batch allocates only its tensors.
+	feeds   map[tf.Output]*tf.Tensor
+	fetches []tf.Output
+	one     *tf.Tensor // keep_prob = 1, the same every run
+	slice   sliceReader
+	oneHot  oneHotReader
+	picker  rowPicker
+
+	// Shapes of the inputs. A tensor keeps the slice it was made with, but
+	// only for Shape(), and the inputs are dropped when their run ends.
+	shapeB, shapeBT, shapeBTD []int64
+}
+
+// ChooseSignature resolves Config.Signature: requested when set, else
+// IDsSignature when the meta graph tagged tag has it, else OriginSignature.
+func ChooseSignature(info Info, tag, requested string) (SignatureInfo, error) {
+	if requested != "" {
+		return info.Signature(tag, requested)
+	}
+	if sig, err := info.Signature(tag, IDsSignature); err == nil {
+		return sig, nil
+	}
+	return info.Signature(tag, OriginSignature)
 }
 
 // Load loads the model cfg.Sessions times and checks its signature against the
@@ -101,18 +150,29 @@ func Load(cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := info.Signature(cfg.Tag, cfg.Signature)
+	sig, err := ChooseSignature(info, cfg.Tag, cfg.Signature)
 	if err != nil {
 		return nil, err
 	}
-	numSkills, err := checkContract(info.Dir, sig, cfg.Names)
+	cfg.Signature = sig.Key
+	_, ids := inputKey(sig, cfg.Names.SkillID)
+	if _, oneHot := inputKey(sig, cfg.Names.InputX); !ids && !oneHot {
+		return nil, fmt.Errorf("%s: signature %q takes neither %q (ids) nor %q (one-hot): it is not a DKT predict signature; "+
+			"pass another --signature, or map the keys with --tensor-names", info.Dir, sig.Key, cfg.Names.SkillID, cfg.Names.InputX)
+	}
+	var numSkills int
+	if ids {
+		numSkills, err = checkIDsContract(info.Dir, sig, cfg.Names)
+	} else {
+		numSkills, err = checkContract(info.Dir, sig, cfg.Names)
+	}
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{Name: info.Name, Version: info.Version, Dir: info.Dir, NumSkills: numSkills,
-		sessions: make(chan *session, cfg.Sessions)}
+		Signature: sig.Key, IDs: ids, sessions: make(chan *session, cfg.Sessions)}
 	for range cfg.Sessions {
-		s, err := loadSession(info.Dir, cfg)
+		s, err := loadSession(info.Dir, cfg, ids)
 		if err != nil {
 			m.Close()
 			return nil, err
@@ -123,19 +183,26 @@ func Load(cfg Config) (*Model, error) {
 	return m, nil
 }
 
-// checkContract verifies dtypes and ranks, and derives num_skills from pred_all
-// (or input_x's depth / 2 when pred_all's last dimension is unknown).
-func checkContract(dir string, sig SignatureInfo, n Names) (int, error) {
-	want := []struct {
-		key, dtype string
-		rank       int
-	}{
-		{n.InputX, "float32", 3}, {n.TargetID, "int32", 2}, {n.MaxSteps, "int32", 0},
-		{n.SequenceLen, "int32", 1}, {n.KeepProb, "float32", 0}, {n.BatchSize, "int32", 0},
-		{n.PredAll, "float32", 3},
+func inputKey(sig SignatureInfo, key string) (TensorInfo, bool) {
+	for _, t := range sig.Inputs {
+		if t.Key == key {
+			return t, true
+		}
 	}
+	return TensorInfo{}, false
+}
+
+// tensorRule is what the contract asks of one signature key.
+type tensorRule struct {
+	key, dtype string
+	rank       int
+}
+
+// checkTensors reports every key of rules that is missing or has the wrong
+// dtype or rank.
+func checkTensors(sig SignatureInfo, rules []tensorRule) []error {
 	var errs []error
-	for _, w := range want {
+	for _, w := range rules {
 		t, ok := sig.Tensor(w.key)
 		switch {
 		case !ok:
@@ -146,6 +213,17 @@ func checkContract(dir string, sig SignatureInfo, n Names) (int, error) {
 			errs = append(errs, fmt.Errorf("%q has shape %v, the DKT contract needs rank %d", w.key, t.Shape, w.rank))
 		}
 	}
+	return errs
+}
+
+// checkContract verifies dtypes and ranks, and derives num_skills from pred_all
+// (or input_x's depth / 2 when pred_all's last dimension is unknown).
+func checkContract(dir string, sig SignatureInfo, n Names) (int, error) {
+	errs := checkTensors(sig, []tensorRule{
+		{n.InputX, "float32", 3}, {n.TargetID, "int32", 2}, {n.MaxSteps, "int32", 0},
+		{n.SequenceLen, "int32", 1}, {n.KeepProb, "float32", 0}, {n.BatchSize, "int32", 0},
+		{n.PredAll, "float32", 3},
+	})
 	if err := errors.Join(errs...); err != nil {
 		return 0, fmt.Errorf("%s: signature does not match the DKT model contract:\n%w", dir, err)
 	}
@@ -160,13 +238,37 @@ func checkContract(dir string, sig SignatureInfo, n Names) (int, error) {
 	return 0, fmt.Errorf("%s: cannot derive num_skills: neither %q nor %q has a known last dimension", dir, n.PredAll, n.InputX)
 }
 
-func loadSession(dir string, cfg Config) (*session, error) {
+// checkIDsContract is checkContract for a signature fed ids. Every input must
+// be one that layout feeds: an input left unfed would fail every run, and one
+// such as input_x beside skill_id would make the layout a guess. num_skills
+// comes from pred_all, the only tensor that carries it.
+func checkIDsContract(dir string, sig SignatureInfo, n Names) (int, error) {
+	errs := checkTensors(sig, []tensorRule{
+		{n.SkillID, "int32", 2}, {n.Correct, "int32", 2}, {n.SequenceLen, "int32", 1}, {n.PredAll, "float32", 3},
+	})
+	for _, t := range sig.Inputs {
+		if t.Key != n.SkillID && t.Key != n.Correct && t.Key != n.SequenceLen {
+			errs = append(errs, fmt.Errorf("signature %q takes %q, but an ids signature is fed only %q, %q and %q; "+
+				"pick another --signature or map the names", sig.Key, t.Key, n.SkillID, n.Correct, n.SequenceLen))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("%s: signature does not match the DKT ids contract:\n%w", dir, err)
+	}
+	if pred, _ := sig.Tensor(n.PredAll); len(pred.Shape) == 3 && pred.Shape[2] > 0 {
+		return int(pred.Shape[2]), nil
+	}
+	return 0, fmt.Errorf("%s: cannot derive num_skills: %q of signature %q has no known last dimension", dir, n.PredAll, sig.Key)
+}
+
+func loadSession(dir string, cfg Config, ids bool) (*session, error) {
 	saved, err := tf.LoadSavedModel(dir, []string{cfg.Tag}, &tf.SessionOptions{Config: cfg.SessionConfig})
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading SavedModel: %w", dir, err)
 	}
 	sig := saved.Signatures[cfg.Signature]
 	s := &session{saved: saved, step: lookupStep(dir, saved)}
+	s.ids = ids
 	var errs []error
 	lookup := func(infos map[string]tf.TensorInfo, key string) tf.Output {
 		name := infos[key].Name
@@ -183,17 +285,28 @@ func loadSession(dir string, cfg Config) (*session, error) {
 		return op.Output(i)
 	}
 	n := cfg.Names
-	s.inputX = lookup(sig.Inputs, n.InputX)
-	s.targetID = lookup(sig.Inputs, n.TargetID)
-	s.maxSteps = lookup(sig.Inputs, n.MaxSteps)
 	s.seqLen = lookup(sig.Inputs, n.SequenceLen)
-	s.keepProb = lookup(sig.Inputs, n.KeepProb)
-	s.batchSize = lookup(sig.Inputs, n.BatchSize)
 	s.predAll = lookup(sig.Outputs, n.PredAll)
+	if ids {
+		s.skillID = lookup(sig.Inputs, n.SkillID)
+		s.correct = lookup(sig.Inputs, n.Correct)
+	} else {
+		s.inputX = lookup(sig.Inputs, n.InputX)
+		s.targetID = lookup(sig.Inputs, n.TargetID)
+		s.maxSteps = lookup(sig.Inputs, n.MaxSteps)
+		s.keepProb = lookup(sig.Inputs, n.KeepProb)
+		s.batchSize = lookup(sig.Inputs, n.BatchSize)
+		if s.one, err = tf.NewTensor(float32(1)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		saved.Session.Close()
 		return nil, err
 	}
+	s.feeds = make(map[tf.Output]*tf.Tensor, 6)
+	s.fetches = []tf.Output{s.predAll}
+	s.shapeB, s.shapeBT, s.shapeBTD = make([]int64, 1), make([]int64, 2), make([]int64, 3)
 	return s, nil
 }
 
@@ -207,12 +320,14 @@ func (m *Model) Close() error {
 	return errors.Join(errs...)
 }
 
-// Inputs is one padded batch laid out per the model contract.
+// Inputs is one padded batch of ids. The model feeds them as they are to an
+// ids signature, and turns them into the one-hot input_x for the origin's.
 type Inputs struct {
-	Size, Steps int       // B and T
-	InputX      []float32 // [B, T, 2·S]
-	TargetID    []int32   // [B, T]
-	SeqLen      []int32   // [B]
+	Size, Steps int     // B and T
+	SkillID     []int32 // [B, T]: skill of step t, in [0, S); zero at padding
+	Correct     []int32 // [B, T]: 1 when step t was answered correctly, else 0; zero at padding
+	TargetID    []int32 // [B, T]: skill of step t+1, in [0, S); zero where there is none
+	SeqLen      []int32 // [B]
 }
 
 func (in Inputs) check(numSkills int) error {
@@ -220,11 +335,25 @@ func (in Inputs) check(numSkills int) error {
 	if in.Size < 1 || in.Steps < 1 {
 		errs = append(errs, fmt.Errorf("batch %d×%d is empty", in.Size, in.Steps))
 	}
-	if len(in.InputX) != in.Size*in.Steps*2*numSkills {
-		errs = append(errs, fmt.Errorf("input_x has %d values, want %d×%d×%d", len(in.InputX), in.Size, in.Steps, 2*numSkills))
-	}
-	if len(in.TargetID) != in.Size*in.Steps {
-		errs = append(errs, fmt.Errorf("target_id has %d values, want %d×%d", len(in.TargetID), in.Size, in.Steps))
+	for _, ids := range []struct {
+		name   string
+		values []int32
+		limit  int32
+	}{
+		{"skill_id", in.SkillID, int32(numSkills)}, {"correct", in.Correct, 2}, {"target_id", in.TargetID, int32(numSkills)},
+	} {
+		if len(ids.values) != in.Size*in.Steps {
+			errs = append(errs, fmt.Errorf("%s has %d values, want %d×%d", ids.name, len(ids.values), in.Size, in.Steps))
+			continue
+		}
+		// An id out of range would fail the whole run inside TensorFlow (or
+		// set a bit of another step's one-hot); name the first one instead.
+		for i, v := range ids.values {
+			if v < 0 || v >= ids.limit {
+				errs = append(errs, fmt.Errorf("%s[%d, %d] = %d is outside [0, %d)", ids.name, i/in.Steps, i%in.Steps, v, ids.limit))
+				break
+			}
+		}
 	}
 	if len(in.SeqLen) != in.Size {
 		errs = append(errs, fmt.Errorf("sequence_len has %d values, want %d", len(in.SeqLen), in.Size))
@@ -286,41 +415,62 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 	}
 	defer func() { m.sessions <- sess }()
 
-	feeds, err := sess.feeds(in, s)
-	if err != nil {
-		return err
+	if err := sess.fill(in, s); err != nil {
+		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
-	fetched, err := sess.saved.Session.Run(feeds, []tf.Output{sess.predAll}, nil)
+	// The feeds map is reused; the tensors in it are dropped once the run ends.
+	defer clear(sess.feeds)
+	fetched, err := sess.saved.Session.Run(sess.feeds, sess.fetches, nil)
 	if err != nil {
-		return fmt.Errorf("model %s/%s: run: %w", m.Name, m.Version, err)
+		return fmt.Errorf("model %s/%s: run %s: %w", m.Name, m.Version, m.Signature, err)
 	}
 	if shape := fetched[0].Shape(); len(shape) != 3 || shape[0] != int64(in.Size) || shape[1] != int64(in.Steps) || shape[2] != int64(s) {
 		return fmt.Errorf("model %s/%s: pred_all has shape %v, want [%d %d %d]", m.Name, m.Version, shape, in.Size, in.Steps, s)
 	}
-	return copyRows(fetched[0], in, s, out)
+	return copyRows(fetched[0], &sess.picker, in, s, out)
 }
 
-func (s *session) feeds(in Inputs, numSkills int) (map[tf.Output]*tf.Tensor, error) {
+// fill puts the batch's tensors in s.feeds, for the signature's layout.
+func (s *session) fill(in Inputs, numSkills int) error {
 	b, t := int64(in.Size), int64(in.Steps)
-	inputX, err := tf.ReadTensor(tf.Float, []int64{b, t, int64(2 * numSkills)}, bytes.NewReader(asBytes(in.InputX)))
-	if err != nil {
-		return nil, err
+	s.shapeB[0] = b
+	s.shapeBT[0], s.shapeBT[1] = b, t
+	var errs []error
+	feed := func(o tf.Output, dtype tf.DataType, shape []int64, r io.Reader) {
+		tensor, err := tf.ReadTensor(dtype, shape, r)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		s.feeds[o] = tensor
 	}
-	targetID, err := tf.ReadTensor(tf.Int32, []int64{b, t}, bytes.NewReader(asBytes(in.TargetID)))
-	if err != nil {
-		return nil, err
+	s.slice.reset(asBytes(in.SeqLen))
+	feed(s.seqLen, tf.Int32, s.shapeB, &s.slice)
+	if s.ids {
+		s.slice.reset(asBytes(in.SkillID))
+		feed(s.skillID, tf.Int32, s.shapeBT, &s.slice)
+		s.slice.reset(asBytes(in.Correct))
+		feed(s.correct, tf.Int32, s.shapeBT, &s.slice)
+		return errors.Join(errs...)
 	}
-	seqLen, err := tf.ReadTensor(tf.Int32, []int64{b}, bytes.NewReader(asBytes(in.SeqLen)))
-	if err != nil {
-		return nil, err
+	s.shapeBTD[0], s.shapeBTD[1], s.shapeBTD[2] = b, t, int64(2*numSkills)
+	s.oneHot.reset(in, numSkills)
+	feed(s.inputX, tf.Float, s.shapeBTD, &s.oneHot)
+	s.slice.reset(asBytes(in.TargetID))
+	feed(s.targetID, tf.Int32, s.shapeBT, &s.slice)
+	for _, scalar := range []struct {
+		o tf.Output
+		v int32
+	}{{s.maxSteps, int32(in.Steps)}, {s.batchSize, int32(in.Size)}} {
+		tensor, err := tf.NewTensor(scalar.v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.feeds[scalar.o] = tensor
 	}
-	maxSteps, _ := tf.NewTensor(int32(in.Steps))
-	keepProb, _ := tf.NewTensor(float32(1))
-	batchSize, _ := tf.NewTensor(int32(in.Size))
-	return map[tf.Output]*tf.Tensor{
-		s.inputX: inputX, s.targetID: targetID, s.seqLen: seqLen,
-		s.maxSteps: maxSteps, s.keepProb: keepProb, s.batchSize: batchSize,
-	}, nil
+	s.feeds[s.keepProb] = s.one
+	return errors.Join(errs...)
 }
 
 // asBytes views a numeric slice as its little-endian bytes without copying;
@@ -332,11 +482,80 @@ func asBytes[T float32 | int32](v []T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*4)
 }
 
+// sliceReader is bytes.Reader without the allocation per tensor: a session
+// keeps one and points it at each input in turn.
+type sliceReader struct{ rest []byte }
+
+func (r *sliceReader) reset(b []byte) { r.rest = b }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// oneHotReader yields the origin's input_x [B, T, 2·S] (float32: 1 at
+// skill + S·correct of every real step, 0 elsewhere, padded steps all zero)
+// from the ids. ReadTensor asks for TensorFlow's whole, aligned buffer in one
+// Read (io.ReadFull), so the one-hot is written once, straight into the
+// tensor, with no host-side copy of its own; smaller or unaligned reads are
+// answered byte by byte, only so that the reader is right for any caller.
+type oneHotReader struct {
+	in        Inputs
+	numSkills int
+	pos, size int // bytes handed out so far, of size
+}
+
+func (r *oneHotReader) reset(in Inputs, numSkills int) {
+	*r = oneHotReader{in: in, numSkills: numSkills, size: in.Size * in.Steps * 2 * numSkills * 4}
+}
+
+// hot is the index within step row (b·T + t) of its 1, or -1 at padding.
+func (r *oneHotReader) hot(row int) int {
+	if row%r.in.Steps >= int(r.in.SeqLen[row/r.in.Steps]) {
+		return -1
+	}
+	return int(r.in.SkillID[row]) + r.numSkills*int(r.in.Correct[row])
+}
+
+func (r *oneHotReader) Read(p []byte) (int, error) {
+	if r.pos == r.size {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), r.size-r.pos)]
+	depth := 2 * r.numSkills
+	if r.pos%4 != 0 || len(p) < 4 || uintptr(unsafe.Pointer(&p[0]))%4 != 0 {
+		elem := r.pos / 4
+		var v [4]byte
+		if r.hot(elem/depth) == elem%depth {
+			binary.LittleEndian.PutUint32(v[:], math.Float32bits(1))
+		}
+		n := copy(p, v[r.pos%4:])
+		r.pos += n
+		return n, nil
+	}
+	first := r.pos / 4
+	x := unsafe.Slice((*float32)(unsafe.Pointer(&p[0])), len(p)/4)
+	clear(x) // TensorFlow's buffer comes uninitialised
+	for row := first / depth; row*depth < first+len(x); row++ {
+		if k := r.hot(row); k >= 0 {
+			if i := row*depth + k - first; i >= 0 && i < len(x) {
+				x[i] = 1
+			}
+		}
+	}
+	r.pos += len(x) * 4
+	return len(x) * 4, nil
+}
+
 // copyRows copies the selected rows of pred_all [B, T, S]. WriteContentsTo hands
 // TensorFlow's buffer to the writer (bytes.Reader.WriteTo writes it in one call),
 // so only the selected rows are copied, never the whole tensor.
-func copyRows(predAll *tf.Tensor, in Inputs, numSkills int, out Outputs) error {
-	w := &rowPicker{in: in, numSkills: numSkills, out: out}
+func copyRows(predAll *tf.Tensor, w *rowPicker, in Inputs, numSkills int, out Outputs) error {
+	*w = rowPicker{in: in, numSkills: numSkills, out: out, pending: w.pending[:0]}
 	if _, err := predAll.WriteContentsTo(w); err != nil {
 		return fmt.Errorf("reading pred_all: %w", err)
 	}
@@ -370,7 +589,6 @@ func (p *rowPicker) Write(chunk []byte) (int, error) {
 	p.pending = append(p.pending, chunk...)
 	if len(p.pending) == total {
 		p.pick(p.pending)
-		p.pending = nil
 	}
 	return len(chunk), nil
 }

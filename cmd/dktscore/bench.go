@@ -27,8 +27,9 @@ const benchDefaultInput = "data/assistments/builder_test.csv"
 // benchRow is one measured row of `dktscore bench`, printed as one JSON line
 // with --json (bench/run.py reads these) or as a line of text.
 type benchRow struct {
-	Row          string    `json:"row"` // "a" (engine ceiling) or "f" (naive batching)
+	Row          string    `json:"row"` // "a" (engine ceiling), "o" (row a on the origin signature) or "f" (naive batching)
 	Name         string    `json:"name"`
+	Signature    string    `json:"signature"` // the signature model.Predict ran
 	Sequences    int       `json:"sequences"`
 	Interactions int       `json:"interactions"`
 	Computed     int       `json:"computed_steps"`
@@ -46,19 +47,23 @@ type benchRow struct {
 // benchCmd measures the engine alone, with no I/O or decoding in the timed part:
 // every batch is built first, then only model.Predict over them is timed, with
 // as many goroutines as sessions (as `score` runs them). Row a builds the
-// batches with the batching.Assembler and the same policy as `score`; row f
-// with naive batching, batch-size sequences in file order padded to the longest.
+// batches with the batching.Assembler and the same policy as `score`; row o
+// runs row a's batches on the origin "predict" signature (the model builds the
+// one-hot input_x), so that the gain of the compact predict_ids is measured;
+// row f uses naive batching, batch-size sequences in file order padded to the
+// longest.
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f scoreFlags
 	f.register(fs)
-	rows := fs.String("rows", "a,f", "rows to measure: a (engine ceiling, length buckets), f (naive batching: file order, pad to longest)")
+	rows := fs.String("rows", "a,o,f", "rows to measure: a (engine ceiling, length buckets), o (row a on the origin predict signature), "+
+		"f (naive batching: file order, pad to longest)")
 	runs := fs.Int("runs", 3, "timed passes per row; the median is reported")
 	warmup := fs.Int("warmup", 1, "untimed passes per row before the timed ones")
 	asJSON := fs.Bool("json", false, "print one JSON object per row")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: dktscore bench [--model M] [--input F] [--rows a,f] [flags]\n\n"+
+		fmt.Fprintln(stderr, "Usage: dktscore bench [--model M] [--input F] [--rows a,o,f] [flags]\n\n"+
 			"Times model.Predict alone over pre-built batches of F (default "+benchDefaultInput+"; no I/O, no decoding).\n"+
 			"--output, --trajectory and --quiet are ignored.\n"+
 			"The full side-by-side benchmark (score, serve, Python baselines) is `make bench` (bench/run.py).\nFlags:")
@@ -78,8 +83,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	var want []string
 	for _, r := range strings.Split(*rows, ",") {
 		r = strings.TrimSpace(r)
-		if r != "a" && r != "f" {
-			fmt.Fprintf(stderr, "dktscore bench: --rows: %q is not a or f\n", r)
+		if r != "a" && r != "o" && r != "f" {
+			fmt.Fprintf(stderr, "dktscore bench: --rows: %q is not a, o or f\n", r)
 			return 2
 		}
 		want = append(want, r)
@@ -108,10 +113,18 @@ func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, s
 	}
 	for _, row := range rows {
 		var batches []*batching.Batch
-		name := ""
+		name, rowModel := "", m
 		switch row {
 		case "a":
 			name = "engine ceiling (length buckets)"
+			batches, err = bucketedBatches(f, m.NumSkills, seqs)
+		case "o":
+			name = "engine ceiling, origin signature"
+			origin := f
+			origin.signature = model.OriginSignature
+			if rowModel, err = loadModel(origin); err != nil {
+				return err
+			}
 			batches, err = bucketedBatches(f, m.NumSkills, seqs)
 		case "f":
 			name = "naive batching (file order, pad to longest)"
@@ -120,44 +133,58 @@ func bench(f scoreFlags, rows []string, runs, warmup int, asJSON bool, stdout, s
 		if err != nil {
 			return err
 		}
-		res := benchRow{Row: row, Name: name, Batches: len(batches), Sessions: f.sessions, Threads: threads}
-		for _, b := range batches {
-			res.Sequences += b.Size()
-			res.Interactions += b.RealSteps()
-			res.Computed += b.ComputedSteps()
-		}
-		outs := make([]model.Outputs, len(batches))
-		for i, b := range batches {
-			outs[i] = model.Outputs{Last: make([]float32, b.Size()*m.NumSkills), Next: make([]float32, b.RealSteps())}
-		}
-		for range warmup {
-			if _, err := predictAll(m, f.sessions, batches, outs); err != nil {
-				return err
-			}
-		}
-		for range runs {
-			secs, err := predictAll(m, f.sessions, batches, outs)
-			if err != nil {
-				return err
-			}
-			res.Runs = append(res.Runs, secs)
-		}
-		res.Median = median(res.Runs)
-		res.SeqPerSec = float64(res.Sequences) / res.Median
-		res.IntPerSec = float64(res.Interactions) / res.Median
-		res.Padding = float64(res.Interactions) / float64(res.Computed)
-		res.PeakRSSKiB = peakRSSKiB()
+		res := benchRow{Row: row, Name: name, Signature: rowModel.Signature, Sessions: f.sessions, Threads: threads}
+		err = measure(rowModel, f.sessions, batches, runs, warmup, &res)
 		for _, b := range batches {
 			b.Release()
+		}
+		if rowModel != m {
+			err = errors.Join(err, rowModel.Close())
+		}
+		if err != nil {
+			return err
 		}
 		if asJSON {
 			line, _ := json.Marshal(res)
 			fmt.Fprintf(stdout, "%s\n", line)
 		} else {
-			fmt.Fprintf(stdout, "%s %-44s %4d batches  median %.3fs of %d  %8.1f sequences/s  %9.0f interactions/s  padding %.4f  VmHWM %d MiB\n",
-				res.Row, res.Name, res.Batches, res.Median, runs, res.SeqPerSec, res.IntPerSec, res.Padding, res.PeakRSSKiB/1024)
+			fmt.Fprintf(stdout, "%s %-44s %-11s %4d batches  median %.3fs of %d  %8.1f sequences/s  %9.0f interactions/s  padding %.4f  VmHWM %d MiB\n",
+				res.Row, res.Name, res.Signature, res.Batches, res.Median, runs, res.SeqPerSec, res.IntPerSec, res.Padding, res.PeakRSSKiB/1024)
 		}
 	}
+	return nil
+}
+
+// measure times warmup untimed and runs timed passes of m over batches and
+// fills the rest of res.
+func measure(m *model.Model, sessions int, batches []*batching.Batch, runs, warmup int, res *benchRow) error {
+	res.Batches = len(batches)
+	for _, b := range batches {
+		res.Sequences += b.Size()
+		res.Interactions += b.RealSteps()
+		res.Computed += b.ComputedSteps()
+	}
+	outs := make([]model.Outputs, len(batches))
+	for i, b := range batches {
+		outs[i] = model.Outputs{Last: make([]float32, b.Size()*m.NumSkills), Next: make([]float32, b.RealSteps())}
+	}
+	for range warmup {
+		if _, err := predictAll(m, sessions, batches, outs); err != nil {
+			return err
+		}
+	}
+	for range runs {
+		secs, err := predictAll(m, sessions, batches, outs)
+		if err != nil {
+			return err
+		}
+		res.Runs = append(res.Runs, secs)
+	}
+	res.Median = median(res.Runs)
+	res.SeqPerSec = float64(res.Sequences) / res.Median
+	res.IntPerSec = float64(res.Interactions) / res.Median
+	res.Padding = float64(res.Interactions) / float64(res.Computed)
+	res.PeakRSSKiB = peakRSSKiB()
 	return nil
 }
 
@@ -252,7 +279,7 @@ func predictAll(m *model.Model, sessions int, batches []*batching.Batch, outs []
 			defer wg.Done()
 			for i := range next {
 				b := batches[i]
-				in := model.Inputs{Size: b.Size(), Steps: b.Steps, InputX: b.InputX, TargetID: b.TargetID, SeqLen: b.SeqLen}
+				in := model.Inputs{Size: b.Size(), Steps: b.Steps, SkillID: b.SkillID, Correct: b.Correct, TargetID: b.TargetID, SeqLen: b.SeqLen}
 				if err := m.Predict(ctx, in, outs[i]); err != nil {
 					errs[w] = err
 					return

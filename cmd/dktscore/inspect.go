@@ -49,6 +49,11 @@ func printInfo(w io.Writer, info model.Info) {
 			}
 		}
 	}
+	if sig, err := model.ChooseSignature(info, "serve", ""); err == nil {
+		fmt.Fprintf(w, "scored with: signature %q (score and serve pick predict_ids when present, else predict; --signature overrides)\n", sig.Key)
+	} else {
+		fmt.Fprintf(w, "scored with: nothing by default: %v\n", err)
+	}
 	if numSkills, ok := numSkills(info); ok {
 		fmt.Fprintf(w, "num_skills: %d\n", numSkills)
 	} else {

@@ -32,17 +32,8 @@ func TestGPUPlacedSessionScoresOnCPUThroughSoftPlacement(t *testing.T) {
 
 	// Two students, lengths 3 and 1, padded to 3 steps per the model contract.
 	s := gpuModel.NumSkills
-	skills := [][]int32{{5, 9, 5}, {42}}
-	correct := [][]int32{{1, 0, 1}, {0}}
-	in := model.Inputs{Size: 2, Steps: 3, InputX: make([]float32, 2*3*2*s), TargetID: make([]int32, 6), SeqLen: []int32{3, 1}}
-	for b := range skills {
-		for t := range skills[b] {
-			in.InputX[(b*3+t)*2*s+int(skills[b][t])+s*int(correct[b][t])] = 1
-			if t+1 < len(skills[b]) {
-				in.TargetID[b*3+t] = skills[b][t+1]
-			}
-		}
-	}
+	in := model.Inputs{Size: 2, Steps: 3, SeqLen: []int32{3, 1},
+		SkillID: []int32{5, 9, 5, 42, 0, 0}, Correct: []int32{1, 0, 1, 0, 0, 0}, TargetID: []int32{9, 5, 0, 0, 0, 0}}
 	onGPUConfig, onCPU := make([]float32, 2*s), make([]float32, 2*s)
 	if err := gpuModel.Predict(context.Background(), in, model.Outputs{Last: onGPUConfig}); err != nil {
 		t.Fatal(err)
