@@ -50,8 +50,8 @@ func (f *scoreFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.sessions, "sessions", 2, "TensorFlow sessions scoring batches concurrently")
 	fs.IntVar(&f.threads, "threads", 0, "intra-op threads per session (0 = cores ÷ sessions)")
 	fs.StringVar(&f.tag, "tag", "serve", "SavedModel meta graph tag")
-	fs.StringVar(&f.signature, "signature", "predict", "signature to run")
-	fs.StringVar(&f.tensorNames, "tensor-names", "", "signature keys when they differ from the origin's, e.g. input_x=x,pred_all=probs")
+	fs.StringVar(&f.signature, "signature", "", "signature to run (default: predict_ids when the model has it, else predict)")
+	fs.StringVar(&f.tensorNames, "tensor-names", "", "signature keys when they differ from the bundled model's, e.g. input_x=x,skill_id=skills,pred_all=probs")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar")
 }
 
@@ -164,6 +164,7 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	printSummary(stdout, sum, f, outFormat, trajectoryPath, rejectsPath)
+	fmt.Fprintf(stdout, "model=%s/%s signature=%s\n", m.Name, m.Version, m.Signature)
 	if f.emitState != "" {
 		return emitStates(ctx, m, f, stdout)
 	}
@@ -241,12 +242,13 @@ func parseTensorNames(spec string) (model.Names, error) {
 	fields := map[string]*string{
 		"input_x": &n.InputX, "target_id": &n.TargetID, "max_steps": &n.MaxSteps, "sequence_len": &n.SequenceLen,
 		"keep_prob": &n.KeepProb, "batch_size": &n.BatchSize, "pred_all": &n.PredAll,
+		"skill_id": &n.SkillID, "correct": &n.Correct,
 	}
 	for _, pair := range strings.Split(spec, ",") {
 		contract, key, ok := strings.Cut(pair, "=")
 		field, known := fields[strings.TrimSpace(contract)]
 		if !ok || !known || key == "" {
-			return n, fmt.Errorf("--tensor-names: %q is not CONTRACT=KEY with CONTRACT one of input_x, target_id, max_steps, sequence_len, keep_prob, batch_size, pred_all", pair)
+			return n, fmt.Errorf("--tensor-names: %q is not CONTRACT=KEY with CONTRACT one of input_x, target_id, max_steps, sequence_len, keep_prob, batch_size, pred_all, skill_id, correct", pair)
 		}
 		*field = strings.TrimSpace(key)
 	}
