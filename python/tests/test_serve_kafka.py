@@ -243,7 +243,17 @@ def test_supervisor_runs_one_worker_per_gpu(tmp_path, students):
         assert all(c["ready"] and c["labels"]["memory_fraction"] == "0.45" for c in report["children"])
         rows = consume_rows(out, 200)
         assert len({r["source_offset"] for r in rows if r["source_partition"] == 0}) > 0
+        # the parent's /metrics carries every child's series, labelled by worker
+        deadline = time.time() + 60
+        while True:
+            metrics = parent.metrics()
+            scored = {k: v for k, v in metrics.items() if k.startswith("dktscore_scored_total{")}
+            if sum(scored.values()) >= 200 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert set(scored) == {'dktscore_scored_total{worker="gpu0"}', 'dktscore_scored_total{worker="gpu1"}'}, metrics
+        assert sum(scored.values()) >= 200, scored  # more when the children's joining rebalance redid in-flight input
     finally:
         assert parent.stop() == 0, parent.read_log()
     log = parent.read_log()
-    assert log.count("on gpu") == 2, log  # each child logged its placement
+    assert log.count("placement=gpu") == 2, log  # each child logged its placement
