@@ -11,7 +11,8 @@ import (
 )
 
 // PartitionsFunc receives topic → partitions. The map is the callee's to
-// keep or modify.
+// keep or modify. ctx is the Kafka client's: it ends only when the client
+// closes, so bound long work (a restore) with a deadline of your own.
 type PartitionsFunc func(ctx context.Context, partitions map[string][]int32) error
 
 // partitionHooks delivers ConsumerConfig.OnAssigned and OnRevoked for both
@@ -42,6 +43,15 @@ type PartitionsFunc func(ctx context.Context, partitions map[string][]int32) err
 // Transactor it runs after kgo's session marked the open transaction as
 // doomed: its End will abort, so nothing produced since the last End is
 // visible, and the consumed records come again to whoever owns the partition.
+//
+// A kgo caveat for the Transactor: GroupTransactSession passes only the
+// FIRST revoke (and the first loss) between two Ends to OnRevoked; a second
+// rebalance that takes more partitions before the next End is not reported
+// (kgo txn.go, the session's onRevoked wrapper). Nothing of those partitions
+// is handed out any more, and the transaction aborts either way, so the
+// effect is stale state left in memory for them: OnAssigned should therefore
+// clear a partition before restoring it (state.Store.DropPartition), so a
+// later re-assignment never builds on it.
 type partitionHooks struct {
 	group      string
 	onAssigned PartitionsFunc

@@ -202,12 +202,19 @@ func (c *Changelog) Fetch(ctx context.Context, partition int32, offset int64) (k
 // Connection trouble and leadership changes are retried here, bounded by ctx;
 // errors of the partition itself come back in the FetchPartition.
 func (c *Changelog) fetch(ctx context.Context, partition int32, offset int64, wait bool) (kgo.FetchPartition, int64, error) {
-	for {
+	for warned := false; ; {
 		fp, next, err := c.fetchOnce(ctx, partition, offset, wait)
-		retriable := err != nil && !errors.Is(err, errNoSuchPartition) && ctx.Err() == nil ||
-			err == nil && fp.Err != nil && kerr.IsRetriable(fp.Err) && !errors.Is(fp.Err, kerr.OffsetOutOfRange)
-		if !retriable {
+		cause := err
+		if err == nil {
+			cause = fp.Err
+		}
+		if !retriable(ctx, cause) {
 			return fp, next, err
+		}
+		if !warned {
+			warned = true
+			c.log("kafka: reading the changelog failed; retrying until it works or the caller's context ends",
+				"topic", c.topic, "partition", partition, "offset", offset, "err", cause)
 		}
 		c.forgetLeaders()
 		select {
@@ -219,6 +226,21 @@ func (c *Changelog) fetch(ctx context.Context, partition int32, offset int64, wa
 }
 
 var errNoSuchPartition = errors.New("no such partition")
+
+// retriable tells whether reading again may succeed: broker errors Kafka
+// marks retriable (leader moved, not available, ...) and connection errors
+// are; a missing topic or partition, missing permissions, an offset out of
+// range and the end of ctx are not.
+func retriable(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil || errors.Is(err, errNoSuchPartition) || errors.Is(err, kerr.OffsetOutOfRange) {
+		return false
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
 
 func (c *Changelog) fetchOnce(ctx context.Context, partition int32, offset int64, wait bool) (kgo.FetchPartition, int64, error) {
 	leader, id, err := c.leader(ctx, partition)

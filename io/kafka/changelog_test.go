@@ -292,6 +292,7 @@ func TestCheckChangelogTopic(t *testing.T) {
 	if err := EnsureChangelogTopic(ctx, client, fine, in); err != nil {
 		t.Fatalf("EnsureChangelogTopic: %v", err)
 	}
+	waitForTopics(ctx, t, client, fewer, deleting)
 	for _, tc := range []struct {
 		name, changelog, input string
 		want                   []string // substrings of the error; nil: no error
@@ -403,4 +404,25 @@ func TestChangelogRestoreAfterCompaction(t *testing.T) {
 		t.Fatalf("Fetch of compacted-away offset %d = %v, want ErrRecordGone", firstOffsets[0], err)
 	}
 	t.Logf("compaction left %d of %d records", got.records, written)
+}
+
+// waitForTopics waits until the broker's metadata shows the topics: a topic
+// just created may take a moment to appear, and the checks under test would
+// rightly call it missing.
+func waitForTopics(ctx context.Context, t *testing.T, client ClientConfig, topics ...string) {
+	t.Helper()
+	for {
+		counts, err := partitionCounts(ctx, client, topics...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) == len(topics) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("topics %v did not appear in the metadata (have %v)", topics, counts)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
