@@ -112,3 +112,89 @@ func TestStoreOverRealChangelog(t *testing.T) {
 		t.Fatalf("partition 0 restored %d records (%v); every state went to partition %d", n, err, partition)
 	}
 }
+
+// BenchmarkRestoreFromChangelog measures how fast a new owner gets a
+// partition's students back: kafka.Changelog.Restore into a Store, for
+// states the size of the bundled model's (1 layer × (c, h) × 200 floats),
+// one record per student. Needs the broker; reports records/s and MB/s.
+//
+//	DKTSCORE_KAFKA_BROKERS=127.0.0.1:9092 go test ./state -run '^$' -bench RestoreFromChangelog -benchtime 5x
+func BenchmarkRestoreFromChangelog(b *testing.B) {
+	brokers := os.Getenv("DKTSCORE_KAFKA_BROKERS")
+	if brokers == "" {
+		b.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
+	}
+	const students, stateSize = 20000, 400
+	client := kafka.ClientConfig{Brokers: strings.Split(brokers, ","), ClientID: "dktscore-bench"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	topic := fmt.Sprintf("dktscore-bench-restore-%d", time.Now().UnixNano())
+	if err := kafka.EnsureCompactedTopics(ctx, client, 1, topic); err != nil {
+		b.Fatal(err)
+	}
+	p, err := kafka.NewProducer(client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	var bytes int64
+	for start := 0; start < students; start += 500 {
+		var msgs []kafka.Message
+		for i := start; i < start+500; i++ {
+			r := Record{StudentID: fmt.Sprintf("student-%06d", i), ModelVersion: "dkt/1", Partition: 0, Offset: int64(i), Events: 50, State: make([]float32, stateSize)}
+			v := r.Encode()
+			bytes += int64(len(v))
+			msgs = append(msgs, kafka.Message{Topic: topic, Partition: 0, Key: []byte(r.StudentID), Value: v})
+		}
+		if _, err := p.ProduceToPartitions(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cl, err := kafka.NewChangelog(client, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := NewStore(StoreConfig{MaxStudents: students, Fetch: cl})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := cl.Restore(ctx, 0, func(k, v []byte, off int64) error { return s.RestoreValue(0, k, v, off) })
+		if err != nil || n != students {
+			b.Fatalf("restored %d of %d: %v", n, students, err)
+		}
+	}
+	perOp := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(students/perOp, "records/s")
+	b.ReportMetric(float64(bytes)/perOp/1e6, "MB/s")
+}
+
+// BenchmarkStoreEvent is the Store's cost per applied event in the
+// pipeline's pattern: Get, Put, Durable, with the state in memory.
+//
+//	go test ./state -run '^$' -bench StoreEvent
+func BenchmarkStoreEvent(b *testing.B) {
+	s, err := NewStore(StoreConfig{MaxStudents: 1 << 20, Fetch: newChangelogLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const students = 10000
+	ids := make([]string, students)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("student-%06d", i)
+	}
+	state := make([]float32, 400)
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		id := ids[i%students]
+		if _, _, err := s.Get(ctx, 0, id); err != nil {
+			b.Fatal(err)
+		}
+		s.Put(0, Record{StudentID: id, ModelVersion: "dkt/1", Offset: int64(i), State: state})
+		s.Durable(0, id, int64(i), int64(i))
+		i++
+	}
+}
