@@ -245,8 +245,8 @@ func (s *Store) Durable(partition int32, student string, changelogOffset int64, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.parts[partition]
-	if ps == nil {
-		return
+	if ps == nil || changelogOffset < 0 {
+		return // a negative offset names no record: keep the state pending
 	}
 	e := ps.live[student]
 	if e == nil {
