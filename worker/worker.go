@@ -278,7 +278,8 @@ func (p *pipeline) read(ctx, abortCtx context.Context, src Source, batcher *batc
 			if abortCtx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("student %q: %w", w.Seq.StudentID, err)
+			// No student id: serve logs this error, and logs carry no payload data.
+			return fmt.Errorf("queueing a sequence of %d interactions: %w", len(item.skills), err)
 		}
 	}
 	return nil
