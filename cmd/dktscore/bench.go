@@ -62,6 +62,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 3, "timed passes per row; the median is reported")
 	warmup := fs.Int("warmup", 1, "untimed passes per row before the timed ones")
 	asJSON := fs.Bool("json", false, "print one JSON object per row")
+	events := registerEventBenchFlags(fs) // row g: bench_events.go
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: dktscore bench [--model M] [--input F] [--rows a,o,f] [flags]\n\n"+
 			"Times model.Predict alone over pre-built batches of F (default "+benchDefaultInput+"; no I/O, no decoding).\n"+
@@ -81,13 +82,27 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var want []string
+	wantEvents := false
 	for _, r := range strings.Split(*rows, ",") {
 		r = strings.TrimSpace(r)
+		if r == "g" {
+			wantEvents = true
+			continue
+		}
 		if r != "a" && r != "o" && r != "f" {
 			fmt.Fprintf(stderr, "dktscore bench: --rows: %q is not a, o or f\n", r)
 			return 2
 		}
 		want = append(want, r)
+	}
+	if wantEvents {
+		if err := benchEventsCmd(f, events, *runs, *warmup, *asJSON, stdout); err != nil {
+			fmt.Fprintf(stderr, "dktscore bench: %v\n", err)
+			return 1
+		}
+		if len(want) == 0 {
+			return 0
+		}
 	}
 	if err := bench(f, want, *runs, *warmup, *asJSON, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "dktscore bench: %v\n", err)

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/io/records"
+	"github.com/dktscore/dktscore/model"
+)
+
+// Row g of `dktscore bench` (issue 8): the input replayed as events, one
+// interaction at a time, scored two ways:
+//
+//	carried  event mode: each student's LSTM state is kept between events, so
+//	         an event costs one LSTM step. Events arrive in polls; a poll's
+//	         events are applied in rounds of one model.Step run each (one row
+//	         per student per round, a student's events in order), as the event
+//	         pipeline does.
+//	rescore  what event mode replaces: every event re-scores the student's whole
+//	         history up to it with model.Predict (length-bucketed batches with
+//	         score's policy). It costs O(history) per event, so it is measured
+//	         on a systematic sample: every Nth event of the replay.
+//
+// Replay order: round-robin over the students in file order (the first
+// interaction of every student, then the second of every student that has
+// one, ...): the input has no timestamps, and this interleaves students as a
+// live stream does. Both ways use every session: the replay is split into
+// --sessions partitions by student (student i → partition i mod sessions),
+// each applied by its own goroutine; rescore spreads its batches over the
+// sessions as row a does. Timed: the model runs and the state gathering and
+// scattering around them; not timed: building the replay and the batches.
+
+// eventBenchFlags are row g's own flags.
+type eventBenchFlags struct {
+	poll         int
+	rescoreEvery int
+}
+
+func registerEventBenchFlags(fs *flag.FlagSet) *eventBenchFlags {
+	var e eventBenchFlags
+	fs.IntVar(&e.poll, "event-poll", 500, "row g (--rows g): events per poll of one partition (serve's DKTSCORE_MAX_POLL_RECORDS default)")
+	fs.IntVar(&e.rescoreEvery, "rescore-every", 200, "row g: re-score the history of every Nth event of the replay (a sample: re-scoring every event is O(history²))")
+	return &e
+}
+
+type eventBenchRow struct {
+	Row        string        `json:"row"` // "g"
+	Name       string        `json:"name"`
+	Replay     string        `json:"replay"`
+	Students   int           `json:"students"`
+	Events     int           `json:"events"`
+	Poll       int           `json:"poll"`
+	Sessions   int           `json:"sessions"`
+	Threads    int           `json:"threads"`
+	Carried    carriedResult `json:"carried"`
+	Rescore    rescoreResult `json:"rescore"`
+	Speedup    float64       `json:"speedup"` // carried events/s ÷ rescore events/s
+	PeakRSSKiB int64         `json:"peak_rss_kib"`
+}
+
+type carriedResult struct {
+	Runs           []float64 `json:"runs_s"`
+	Median         float64   `json:"median_s"`
+	EventsPerSec   float64   `json:"events_per_s"`
+	StepRuns       int       `json:"step_runs"`
+	MeanRowsPerRun float64   `json:"mean_rows_per_run"`
+}
+
+type rescoreResult struct {
+	SampleEvery    int       `json:"sample_every"`
+	Events         int       `json:"events"`
+	MeanPrefix     float64   `json:"mean_prefix"`      // mean history length re-scored per sampled event
+	FullMeanPrefix float64   `json:"full_mean_prefix"` // the same over every event of the replay
+	Computed       int       `json:"computed_steps"`
+	Batches        int       `json:"batches"`
+	Runs           []float64 `json:"runs_s"`
+	Median         float64   `json:"median_s"`
+	EventsPerSec   float64   `json:"events_per_s"`
+}
+
+// replayEvent is one interaction of the replay: the student (index into the
+// sequences) and which of their interactions it is.
+type replayEvent struct{ student, index int32 }
+
+// roundRobinReplay interleaves the students' histories: round r holds the
+// r-th interaction of every student (in file order) that has one.
+func roundRobinReplay(seqs []records.Sequence) []replayEvent {
+	total, longest := 0, 0
+	for _, s := range seqs {
+		total += s.Len()
+		longest = max(longest, s.Len())
+	}
+	out := make([]replayEvent, 0, total)
+	for r := range longest {
+		for i, s := range seqs {
+			if r < s.Len() {
+				out = append(out, replayEvent{student: int32(i), index: int32(r)})
+			}
+		}
+	}
+	return out
+}
+
+func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []records.Sequence, runs, warmup int, asJSON bool, stdout io.Writer) error {
+	if e.poll < 1 || e.rescoreEvery < 1 {
+		return fmt.Errorf("row g: --event-poll %d and --rescore-every %d must be at least 1", e.poll, e.rescoreEvery)
+	}
+	if !m.HasStep() {
+		return fmt.Errorf("row g: %w", m.Step(context.Background(), model.StepInputs{}, model.StepOutputs{}))
+	}
+	replay := roundRobinReplay(seqs)
+	res := eventBenchRow{Row: "g", Name: "event mode: carried state vs re-scoring the whole history per event",
+		Replay: "round-robin over students in file order", Students: len(seqs), Events: len(replay), Poll: e.poll,
+		Sessions: f.sessions, Threads: gpu.ThreadsPerSession(f.threads, f.sessions)}
+
+	// (i) carried state.
+	carried := newCarriedReplay(m, seqs, replay, f.sessions, e.poll)
+	for pass := range warmup + runs {
+		secs, err := carried.run()
+		if err != nil {
+			return err
+		}
+		if pass >= warmup {
+			res.Carried.Runs = append(res.Carried.Runs, secs)
+		}
+	}
+	res.Carried.Median = median(res.Carried.Runs)
+	res.Carried.EventsPerSec = float64(len(replay)) / res.Carried.Median
+	res.Carried.StepRuns = carried.stepRuns()
+	res.Carried.MeanRowsPerRun = float64(len(replay)) / float64(res.Carried.StepRuns)
+
+	// (ii) re-scoring the history up to every sampled event.
+	var prefixes []records.Sequence
+	fullPrefix := 0
+	for i, ev := range replay {
+		fullPrefix += int(ev.index) + 1
+		if i%e.rescoreEvery == 0 {
+			s := seqs[ev.student]
+			n := int(ev.index) + 1
+			prefixes = append(prefixes, records.Sequence{StudentID: s.StudentID, Skills: s.Skills[:n], Correct: s.Correct[:n]})
+		}
+	}
+	batches, err := bucketedBatches(f, m.NumSkills, prefixes)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, b := range batches {
+			b.Release()
+		}
+	}()
+	outs := make([]model.Outputs, len(batches))
+	r := &res.Rescore
+	r.SampleEvery, r.Events, r.Batches = e.rescoreEvery, len(prefixes), len(batches)
+	r.FullMeanPrefix = float64(fullPrefix) / float64(len(replay))
+	real := 0
+	for i, b := range batches {
+		outs[i] = model.Outputs{Last: make([]float32, b.Size()*m.NumSkills)}
+		real += b.RealSteps()
+		r.Computed += b.ComputedSteps()
+	}
+	r.MeanPrefix = float64(real) / float64(len(prefixes))
+	// A re-scoring pass is long (O(history) per event); its warm-up runs only
+	// the first batches, enough for TensorFlow's first-run costs.
+	warm := min(len(batches), 2*f.sessions)
+	for range warmup {
+		if _, err := predictAll(m, f.sessions, batches[:warm], outs[:warm]); err != nil {
+			return err
+		}
+	}
+	for range runs {
+		secs, err := predictAll(m, f.sessions, batches, outs)
+		if err != nil {
+			return err
+		}
+		r.Runs = append(r.Runs, secs)
+	}
+	r.Median = median(r.Runs)
+	r.EventsPerSec = float64(r.Events) / r.Median
+	res.Speedup = res.Carried.EventsPerSec / r.EventsPerSec
+	res.PeakRSSKiB = peakRSSKiB()
+
+	if asJSON {
+		line, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", line)
+		return nil
+	}
+	fmt.Fprintf(stdout, "g carried state: %d events (%s, polls of %d) median %.3fs of %d  %9.0f events/s  (%d step runs, %.1f rows each)\n",
+		res.Events, res.Replay, res.Poll, res.Carried.Median, runs, res.Carried.EventsPerSec, res.Carried.StepRuns, res.Carried.MeanRowsPerRun)
+	fmt.Fprintf(stdout, "g re-score history: every %dth event, %d events (mean history %.0f; %.0f over all events) median %.3fs  %9.1f events/s\n",
+		r.SampleEvery, r.Events, r.MeanPrefix, r.FullMeanPrefix, r.Median, r.EventsPerSec)
+	fmt.Fprintf(stdout, "g carried ÷ re-score = %.0f×  VmHWM %d MiB\n", res.Speedup, res.PeakRSSKiB/1024)
+	return nil
+}
+
+// carriedReplay applies a replay with carried state, one partition per
+// session. Everything it needs is allocated once; a pass only runs the model
+// and moves states.
+type carriedReplay struct {
+	m          *model.Model
+	seqs       []records.Sequence
+	partitions []*replayPartition
+}
+
+type replayPartition struct {
+	events []replayEvent
+	poll   int
+	states []float32 // [students, StateSize]: every student's carried state
+	runs   int
+
+	// per-poll scratch
+	pending [][]int32 // student → indexes into the poll of their events, in order
+	order   []int32   // students in order of first appearance in the poll
+	skill   []int32
+	correct []int32
+	state   []float32
+	mastery []float32
+}
+
+func newCarriedReplay(m *model.Model, seqs []records.Sequence, replay []replayEvent, partitions, poll int) *carriedReplay {
+	c := &carriedReplay{m: m, seqs: seqs}
+	size := m.StateSize()
+	for p := range partitions {
+		rp := &replayPartition{poll: poll, states: make([]float32, len(seqs)*size), pending: make([][]int32, len(seqs)),
+			skill: make([]int32, poll), correct: make([]int32, poll), state: make([]float32, poll*size), mastery: make([]float32, poll*m.NumSkills)}
+		for _, ev := range replay {
+			if int(ev.student)%partitions == p {
+				rp.events = append(rp.events, ev)
+			}
+		}
+		c.partitions = append(c.partitions, rp)
+	}
+	return c
+}
+
+func (c *carriedReplay) stepRuns() int {
+	n := 0
+	for _, p := range c.partitions {
+		n += p.runs
+	}
+	return n
+}
+
+// run applies the whole replay from zero states and returns the wall time.
+func (c *carriedReplay) run() (float64, error) {
+	for _, p := range c.partitions {
+		clear(p.states)
+		p.runs = 0
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.partitions))
+	start := time.Now()
+	for i, p := range c.partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.apply(c.m, c.seqs)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start).Seconds(), errors.Join(errs...)
+}
+
+// apply runs the partition's events poll by poll; within a poll, round r
+// steps the r-th event of every student that has one.
+func (p *replayPartition) apply(m *model.Model, seqs []records.Sequence) error {
+	ctx := context.Background()
+	size, skills := m.StateSize(), m.NumSkills
+	for start := 0; start < len(p.events); start += p.poll {
+		poll := p.events[start:min(start+p.poll, len(p.events))]
+		p.order = p.order[:0]
+		rounds := 0
+		for i, ev := range poll {
+			if len(p.pending[ev.student]) == 0 {
+				p.order = append(p.order, ev.student)
+			}
+			p.pending[ev.student] = append(p.pending[ev.student], int32(i))
+			rounds = max(rounds, len(p.pending[ev.student]))
+		}
+		for r := range rounds {
+			rows := 0
+			for _, s := range p.order {
+				if len(p.pending[s]) <= r {
+					continue
+				}
+				ev := poll[p.pending[s][r]]
+				p.skill[rows], p.correct[rows] = seqs[s].Skills[ev.index], int32(seqs[s].Correct[ev.index])
+				copy(p.state[rows*size:(rows+1)*size], p.states[int(s)*size:])
+				rows++
+			}
+			if err := m.Step(ctx, model.StepInputs{SkillID: p.skill[:rows], Correct: p.correct[:rows], State: p.state[:rows*size]},
+				model.StepOutputs{State: p.state[:rows*size], Mastery: p.mastery[:rows*skills]}); err != nil {
+				return err
+			}
+			p.runs++
+			rows = 0
+			for _, s := range p.order {
+				if len(p.pending[s]) > r {
+					copy(p.states[int(s)*size:(int(s)+1)*size], p.state[rows*size:(rows+1)*size])
+					rows++
+				}
+			}
+		}
+		for _, s := range p.order {
+			p.pending[s] = p.pending[s][:0]
+		}
+	}
+	return nil
+}
+
+// benchEventsCmd measures row g in its own model and input load.
+func benchEventsCmd(f scoreFlags, e *eventBenchFlags, runs, warmup int, asJSON bool, stdout io.Writer) error {
+	m, err := loadModel(f)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	seqs, err := readAll(f, m.NumSkills)
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("%s: no valid sequences", f.input)
+	}
+	return benchEvents(f, e, m, seqs, runs, warmup, asJSON, stdout)
+}

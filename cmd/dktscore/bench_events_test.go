@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/dktscore/dktscore/io/records"
+	"github.com/dktscore/dktscore/model"
+)
+
+func TestRoundRobinReplayInterleavesStudentsInFileOrder(t *testing.T) {
+	seqs := []records.Sequence{{Skills: make([]int32, 2)}, {Skills: make([]int32, 3)}, {Skills: make([]int32, 1)}}
+	got := roundRobinReplay(seqs)
+	want := []replayEvent{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {1, 2}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("replay %v, want %v", got, want)
+	}
+}
+
+// Row g's carried-state replay does the real work: after it, every student's
+// state is the state after their whole history, as emit-state computes it.
+// Small polls over two partitions make students span polls and take several
+// rounds per poll, so an event applied twice, skipped or out of order shows.
+func TestCarriedReplayAppliesEveryEventOnceInOrder(t *testing.T) {
+	m, err := model.Load(model.Config{Path: testModel, Sessions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	all, err := readAll(scoreFlags{input: testSplit}, m.NumSkills)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := slices.Clone(all[:40])
+	longest := slices.MaxFunc(all, func(a, b records.Sequence) int { return a.Len() - b.Len() })
+	seqs = append(seqs, longest) // 8,214 interactions: alone at the end of the replay
+
+	replay := newCarriedReplay(m, seqs, roundRobinReplay(seqs), 2, 37)
+	if _, err := replay.run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replay.run(); err != nil { // a second pass starts from zero states again
+		t.Fatal(err)
+	}
+	next := 0
+	want := make([][]float32, len(seqs))
+	_, err = stepHistories(context.Background(), m, 64, func() (records.Sequence, bool, error) {
+		if next == len(seqs) {
+			return records.Sequence{}, false, nil
+		}
+		s := seqs[next]
+		s.StudentID = string(rune(next)) // index, to find the row again
+		next++
+		return s, true, nil
+	}, func(s records.Sequence, state []float32) error {
+		want[[]rune(s.StudentID)[0]] = state
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := m.StateSize()
+	for i := range seqs {
+		got := replay.partitions[i%2].states[i*size : (i+1)*size]
+		for k := range got {
+			if d := math.Abs(float64(got[k] - want[i][k])); d > 1e-5 {
+				t.Fatalf("student %d (%d interactions): replayed state[%d] = %v, whole-history state %v", i, seqs[i].Len(), k, got[k], want[i][k])
+			}
+		}
+	}
+	if runs := replay.stepRuns(); runs < longest.Len() {
+		t.Fatalf("%d step runs for a student with %d interactions", runs, longest.Len())
+	}
+}
