@@ -12,6 +12,8 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
   d  origin-style: Python TF on the same SavedModel, one sequence per session run
   e  Python TF, length-sorted batches of --batch-size (same padded-steps budget as score)
   f  `dktscore bench --rows f`: naive batching, --batch-size in file order padded to the longest
+  g  `dktscore bench --rows g` (issue 8): the split replayed as events, carried LSTM state (one step
+     per event) vs re-scoring the history per event (sampled); own section, see bench/events_row.py
 
 Throughput of a, d, e, f counts the timed loop only (model loaded, input decoded; d and e include
 building the padded tensors, as the origin's client built a request per sequence). Peak RSS is
@@ -35,6 +37,8 @@ import threading
 import time
 import urllib.request
 import uuid
+
+import events_row  # row g (issue 8), bench/events_row.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
@@ -400,7 +404,7 @@ def ratio_lines(by):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per row (median reported)")
-    ap.add_argument("--rows", default="abcdef", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for all six unless --write)")
+    ap.add_argument("--rows", default="abcdefg", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for all six unless --write)")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for a subset of rows")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-padded-steps", type=int, default=32 * 1024, help="row e's budget on batch×steps (score's default)")
@@ -442,9 +446,14 @@ def main():
         done([serve_row(args, values, sequences, interactions)])
     if "d" in args.rows or "e" in args.rows:
         done(python_rows(args))
+    events = events_row.measure(args, run_child, MODEL, INPUT) if "g" in args.rows else None
+    if events:
+        print(events_row.summary(events), flush=True)
     rows.sort(key=lambda r: r["row"])
     if set("abcdef") <= set(args.rows) or args.write:
         write_report(args, rows, mach, command, started)
+        if events:
+            events_row.append_to(ROOT / "BENCHMARKS.md", events)
         print("wrote BENCHMARKS.md")
     print("\nRatios (interactions/s, same run):")
     for line in ratio_lines({r["row"]: r for r in rows}):
