@@ -66,6 +66,11 @@ type serveConfig struct {
 	SASLPassword    string        `env:"KAFKA_SASL_PASSWORD" help:"SASL password"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" help:"log format on stderr: text (key=value) or json (one object per line)"`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" help:"least severe log level written: debug, info, warn or error"`
+	// Event mode (events.go).
+	Mode             string        `env:"MODE" envDefault:"sequences" help:"sequences (a message is a whole history) or events (a message is one interaction; per-student state is carried)"`
+	ChangelogTopic   string        `env:"KAFKA_CHANGELOG_TOPIC" envDefault:"dkt.state" help:"events mode: compacted topic of per-student states, with as many partitions as the input topic"`
+	StateMaxStudents int           `env:"STATE_MAX_STUDENTS" envDefault:"100000" help:"events mode: most student states held in memory (about 1.6 KB each for the bundled model)"`
+	StateIdle        time.Duration `env:"STATE_IDLE" envDefault:"10m" help:"events mode: a student without events for this long is evicted from memory (the changelog keeps it)"`
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -96,6 +101,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GPUs, "gpus", c.GPUs, "all | none | 0,2: one worker process per selected GPU (DKTSCORE_GPUS)")
 	fs.Float64Var(&c.GPUMemFraction, "gpu-memory-fraction", c.GPUMemFraction, "per-process GPU memory fraction in (0, 1]; 0 = TensorFlow's default (DKTSCORE_GPU_MEMORY_FRACTION)")
 	fs.BoolVar(&c.GPUAllowGrowth, "gpu-allow-growth", c.GPUAllowGrowth, "allocate GPU memory on demand (DKTSCORE_GPU_ALLOW_GROWTH)")
+	c.eventFlags(fs)
 }
 
 func (c serveConfig) validate() error {
@@ -121,6 +127,7 @@ func (c serveConfig) validate() error {
 	errs = append(errs, gpusErr)
 	add(c.GPUMemFraction < 0 || c.GPUMemFraction > 1, "DKTSCORE_GPU_MEMORY_FRACTION %v is outside (0, 1]; 0 keeps TensorFlow's default", c.GPUMemFraction)
 	errs = append(errs, c.consumer().Validate(), c.batching(0).Validate())
+	errs = append(errs, c.eventProblems())
 	return errors.Join(errs...)
 }
 
@@ -244,6 +251,9 @@ func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement
 }
 
 func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *slog.Logger) error {
+	if cfg.Mode == modeEvents {
+		return serveEvents(ctx, cfg, placement, log)
+	}
 	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(cfg.Threads, cfg.Sessions)}).ConfigProto()
 	if err != nil {
 		return err
