@@ -59,6 +59,7 @@ type eventBenchRow struct {
 	Poll       int           `json:"poll"`
 	Sessions   int           `json:"sessions"`
 	Threads    int           `json:"threads"`
+	Signature  string        `json:"signature"` // what rescore's model.Predict runs
 	Carried    carriedResult `json:"carried"`
 	Rescore    rescoreResult `json:"rescore"`
 	Speedup    float64       `json:"speedup"` // carried events/s ÷ rescore events/s
@@ -118,7 +119,7 @@ func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []record
 	replay := roundRobinReplay(seqs)
 	res := eventBenchRow{Row: "g", Name: "event mode: carried state vs re-scoring the whole history per event",
 		Replay: "round-robin over students in file order", Students: len(seqs), Events: len(replay), Poll: e.poll,
-		Sessions: f.sessions, Threads: gpu.ThreadsPerSession(f.threads, f.sessions)}
+		Sessions: f.sessions, Threads: gpu.ThreadsPerSession(f.threads, f.sessions), Signature: m.Signature}
 
 	// (i) carried state.
 	carried := newCarriedReplay(m, seqs, replay, f.sessions, e.poll)
