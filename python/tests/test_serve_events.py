@@ -136,6 +136,26 @@ def test_events_equal_prefix_scores(tmp_path, students, prefix_scores):
           f"largest difference from the prefix score {worst:.2e}")
 
 
+def test_evicted_students_are_read_back_from_the_changelog(tmp_path, students, prefix_scores):
+    """Memory for 5 of the 41 students, and small polls: the others are evicted between their
+    events and read back from the changelog by offset; every value still equals the prefix score."""
+    inp, out, dlq, changelog = topics("evict")
+    stream = event_stream(students)
+    produce(inp, [v for _, v, _ in stream], keys=[k for k, _, _ in stream])
+    worker = events_worker(tmp_path, inp, out, dlq, changelog, unique("g"), state_max_students=5,
+                           max_poll_records=50)
+    try:
+        worker.wait_ready()
+        rows = consume_rows(out, len(stream))
+        metrics = worker.metrics()
+    finally:
+        assert worker.stop() == 0, worker.read_log()
+    assert len(by_event(rows)) == len(stream)
+    check_against_prefix_scores(rows, prefix_scores)
+    assert metrics["dktscore_state_evictions_total"] > 0 and metrics["dktscore_state_fetches_total"] > 0
+    print(f"{metrics['dktscore_state_evictions_total']:.0f} evictions, {metrics['dktscore_state_fetches_total']:.0f} read back")
+
+
 def test_restart_restores_state_from_the_changelog(tmp_path, students, prefix_scores):
     inp, out, dlq, changelog = topics("restore")
     stream = event_stream(students)
