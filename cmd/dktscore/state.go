@@ -133,6 +133,10 @@ func (l stateLoad) run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("changelog topic %q has %d partitions but --partitions is %d: the changelog must have as many partitions as the input topic; fix --partitions or recreate the topic", l.topic, n, l.partitions)
 	}
 
+	if err := refuseLiveStates(ctx, l.client, l.topic, l.partitions); err != nil {
+		return err
+	}
+
 	producer, err := kafka.NewProducer(l.client)
 	if err != nil {
 		return err
@@ -180,6 +184,40 @@ func (l stateLoad) run(ctx context.Context, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "loaded %d states from %s into %s (%d partitions, %s partitioner); per partition %v; model versions %s\n",
 		students, l.input, l.topic, l.partitions, l.partitioner, perPartition, formatCounts(versions))
+	return nil
+}
+
+// refuseLiveStates fails when the changelog already holds states that event
+// mode applied events to (partition ≥ 0): a bootstrap state would replace a
+// newer one, and the events since would be lost to it. States of an earlier
+// bootstrap (partition -1) may be replaced, so a failed load can be rerun.
+func refuseLiveStates(ctx context.Context, client kafka.ClientConfig, topic string, partitions int32) error {
+	changelog, err := kafka.NewChangelog(client, topic)
+	if err != nil {
+		return err
+	}
+	defer changelog.Close()
+	live, example := 0, ""
+	for p := range partitions {
+		_, err := changelog.Restore(ctx, p, func(key, value []byte, offset int64) error {
+			r, err := state.DecodeRecord(key, value)
+			switch {
+			case errors.Is(err, state.ErrTombstone):
+			case err != nil:
+				return fmt.Errorf("partition %d offset %d: %w", p, offset, err)
+			case r.Partition >= 0:
+				live++
+				example = r.StudentID
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("checking changelog %q for live states: %w", topic, err)
+		}
+	}
+	if live > 0 {
+		return fmt.Errorf("changelog %q already holds %d states that event mode updated (e.g. student %q); loading would replace them with older bootstrap states: load into a new, empty changelog before going live", topic, live, example)
+	}
 	return nil
 }
 

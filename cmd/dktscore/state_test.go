@@ -130,6 +130,9 @@ func TestStateLoadPutsEveryStudentWhereTheInputPartitionerSendsTheirEvents(t *te
 			if len(byStudent) != len(want) {
 				t.Fatalf("changelog holds %d students, the file %d", len(byStudent), len(want))
 			}
+			// Bootstrap states may be replaced: a load that failed midway can be rerun.
+			runCommand(t, "state", "load", "--input", statesPath, "--topic", topic, "--partitions", fmt.Sprint(partitions),
+				"--partitioner", string(partitioner), "--brokers", strings.Join(client.Brokers, ","))
 		})
 	}
 }
@@ -162,6 +165,20 @@ func TestStateLoadRefusesWhatWouldMisplaceOrLoseStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := strings.Join(client.Brokers, ",")
+	// A changelog event mode already wrote to: a state with applied events.
+	live := uniqueTopic(t, "live")
+	if err := kafka.EnsureCompactedTopics(ctx, client, 2, live); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafka.NewProducer(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	applied := state.Record{ModelVersion: "dkt/1", Partition: 1, Offset: 7, Events: 3, State: []float32{1, 2, 3, 4}}
+	if _, err := producer.ProduceToPartitions(ctx, []kafka.Message{{Topic: live, Partition: 1, Key: []byte("b"), Value: applied.Encode()}}); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -174,6 +191,8 @@ func TestStateLoadRefusesWhatWouldMisplaceOrLoseStates(t *testing.T) {
 			"has 2 partitions but --partitions is 3"},
 		{"topic missing without --create", []string{"--input", good, "--topic", uniqueTopic(t, "missing"), "--partitions", "2", "--partitioner", "crc32", "--brokers", brokers}, 1,
 			"does not exist"},
+		{"changelog already live", []string{"--input", good, "--topic", live, "--partitions", "2", "--partitioner", "crc32", "--brokers", brokers}, 1,
+			`already holds 1 states that event mode updated (e.g. student "b")`},
 		{"student twice", []string{"--input", dup, "--topic", twoPartitions, "--partitions", "2", "--partitioner", "crc32", "--brokers", brokers}, 1,
 			`student "a" is in rows 0 and 2`},
 	}
