@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
+	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/state"
 )
@@ -415,3 +417,70 @@ func TestEventAbortedTransactionKeepsNoState(t *testing.T) {
 		t.Errorf("trace %s", got)
 	}
 }
+
+// wideEngine has the bundled model's 124 skills; only its sizes are used.
+type wideEngine struct{ hashEngine }
+
+func (wideEngine) NumSkills() int { return 124 }
+
+func TestEventResultsAreSplitUnderTheMessageLimit(t *testing.T) {
+	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+		&wideEngine{}, newMemStore(), &scriptedLog{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make([]columnar.EventRow, 5000)
+	for i := range rows {
+		rows[i] = columnar.EventRow{StudentID: fmt.Sprintf("student-%d", i), EventOffset: int64(i), Events: 1,
+			Mastery: make([]float32, 124), SourceTopic: "in", SourceOffset: int64(i)}
+	}
+	msgs, err := p.resultMessages(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, m := range msgs {
+		if len(m.Value) > kafka.DefaultMaxMessageBytes-64<<10 {
+			t.Errorf("a result message has %d bytes, over the broker's default limit less room for headers", len(m.Value))
+		}
+		n, _ := strconv.Atoi(string(m.Headers[HeaderRows]))
+		total += n
+	}
+	if len(msgs) < 2 || total != len(rows) {
+		t.Fatalf("%d rows in %d messages; want all %d rows split over several messages", total, len(msgs), len(rows))
+	}
+	if got := decodeResultsWide(t, msgs); got != len(rows) {
+		t.Fatalf("messages decode to %d rows, want %d", got, len(rows))
+	}
+}
+
+func decodeResultsWide(t *testing.T, msgs []kafka.Message) int {
+	t.Helper()
+	n := 0
+	for _, m := range msgs {
+		r, err := ipc.NewReader(bytes.NewReader(m.Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r.Next() {
+			n += int(r.RecordBatch().NumRows())
+		}
+		r.Release()
+	}
+	return n
+}
+
+func TestNewEventPipelineChecks(t *testing.T) {
+	if _, err := NewEventPipeline(EventConfig{}, &hashEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil ||
+		!strings.Contains(err.Error(), "ModelVersion is empty") || !strings.Contains(err.Error(), "ChangelogTopic is empty") {
+		t.Errorf("empty config: %v; want every problem named", err)
+	}
+	cfg := EventConfig{ModelVersion: "dkt/0", OutputTopic: "o", DeadLetterTopic: "d", ChangelogTopic: "c"}
+	if _, err := NewEventPipeline(cfg, &noStepEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil || !strings.Contains(err.Error(), "no step signature") {
+		t.Errorf("model without step: %v; want it refused with the fix", err)
+	}
+}
+
+type noStepEngine struct{ hashEngine }
+
+func (noStepEngine) StateSize() int { return 0 }
