@@ -23,7 +23,7 @@ def summary(g):
             f"events/s (every {r['sample_every']}th event): {g['speedup']:,.0f}×")
 
 
-def section(g):
+def section(g, provenance="same run as the table above"):
     """The BENCHMARKS.md section of row g."""
     c, r = g["carried"], g["rescore"]
     runs_c = ", ".join(f"{x:.2f}" for x in c["runs_s"])
@@ -33,7 +33,7 @@ def section(g):
         "",
         "## Event mode (issue 8): carried state vs re-scoring the history per event",
         "",
-        f"Row g, `dktscore bench --rows g`, same run: the test split ({g['students']} students, {g['events']:,} "
+        f"Row g, `dktscore bench --rows g`, {provenance}: the test split ({g['students']} students, {g['events']:,} "
         f"interactions) replayed as events, {g['replay']}; polls of {g['poll']} events per partition, "
         f"{g['sessions']} partitions (one per session, {g['threads']} intra-op thread(s) each) applied concurrently. "
         "Timed: the model runs and moving states in and out of them; not timed: building the replay and the batches.",
@@ -42,11 +42,11 @@ def section(g):
         "|---|---:|---:|---:|---|",
         f"| carried state: one `step` row per event, rounds of one row per student per poll | {g['events']:,} | "
         f"{c['median_s']:.3f} | **{c['events_per_s']:,.0f}** | {c['step_runs']:,} step runs, {c['mean_rows_per_run']:.1f} "
-        f"rows each; runs: {runs_c} s |",
+        f"rows each; peak RSS {c['peak_rss_kib'] / 1024:.0f} MiB; runs: {runs_c} s |",
         f"| re-score the whole history per event: `{g.get('signature') or 'predict'}` on the prefix, length buckets | {r['events']:,} "
         f"(every {r['sample_every']}th) | {r['median_s']:.3f} | **{r['events_per_s']:,.1f}** | mean history "
         f"{r['mean_prefix']:.0f} steps ({r['full_mean_prefix']:.0f} over all events), {r['computed_steps']:,} computed "
-        f"steps in {r['batches']} batches; runs: {runs_r} s |",
+        f"steps in {r['batches']} batches; peak RSS {g['peak_rss_kib'] / 1024:.0f} MiB; runs: {runs_r} s |",
         "",
         f"Carried state ÷ re-scoring = **{g['speedup']:,.0f}×** events/s. Re-scoring every one of the {g['events']:,} "
         f"events would take about {full_s / 60:,.0f} min at the sampled rate; carrying state takes {c['median_s']:.1f} s. "
@@ -56,6 +56,6 @@ def section(g):
     ])
 
 
-def append_to(path, g):
+def append_to(path, g, provenance="same run as the table above"):
     with open(path, "a") as f:
-        f.write(section(g))
+        f.write(section(g, provenance))
