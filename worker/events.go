@@ -74,8 +74,11 @@ type EventConfig struct {
 	ChangelogTopic  string
 	// MaxMessageBytes: larger input messages are dead-lettered undecoded.
 	MaxMessageBytes int
-	// MaxStepRows bounds the rows of one Step run (0: one run per round).
+	// MaxStepRows bounds the rows of one Step run (0: no bound).
 	MaxStepRows int
+	// Engines is how many Step runs of one round may go concurrently; match
+	// it to the model's session pool. 0 or 1: one at a time.
+	Engines int
 	// Log receives one line per notable event (a state of another model
 	// version); nil discards.
 	Log *slog.Logger
@@ -93,6 +96,7 @@ func (c EventConfig) validate() error {
 	add(c.DeadLetterTopic == "", "event pipeline: DeadLetterTopic is empty; bad events need a topic to go to")
 	add(c.ChangelogTopic == "", "event pipeline: ChangelogTopic is empty; states need a changelog topic")
 	add(c.MaxStepRows < 0, "event pipeline: MaxStepRows %d is negative; use 0 for no bound", c.MaxStepRows)
+	add(c.Engines < 0, "event pipeline: Engines %d is negative; use the model's session count", c.Engines)
 	return errors.Join(errs...)
 }
 
@@ -397,7 +401,9 @@ func (p *EventPipeline) startingState(ctx context.Context, partition int32, stud
 
 // step applies the pending events in rounds: round r takes the r-th pending
 // event of every student that has one, so each Step run has one row per
-// student and a student's events are applied in offset order.
+// student and a student's events are applied in offset order. A round's rows
+// are split into up to Engines runs that go concurrently (the model's
+// session pool); rounds follow one another, as each needs the last's states.
 func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
 	s, size := p.engine.NumSkills(), p.engine.StateSize()
 	var rows []columnar.EventRow
@@ -409,34 +415,37 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 				batch = append(batch, g)
 			}
 		}
-		for len(batch) > 0 {
-			n := len(batch)
-			if p.cfg.MaxStepRows > 0 {
-				n = min(n, p.cfg.MaxStepRows)
-			}
-			chunk := batch[:n]
-			batch = batch[n:]
-			skills, correct := make([]int32, n), make([]int32, n)
-			carried := make([]float32, n*size)
-			mastery := make([]float32, n*s)
-			for j, g := range chunk {
+		runs := p.splitRound(batch)
+		errs := make([]error, len(runs))
+		var wg sync.WaitGroup
+		for k := range runs {
+			run := &runs[k]
+			run.skills, run.correct = make([]int32, len(run.rows)), make([]int32, len(run.rows))
+			run.state, run.mastery = make([]float32, len(run.rows)*size), make([]float32, len(run.rows)*s)
+			for j, g := range run.rows {
 				ev := decoded[g.events[r]]
-				skills[j], correct[j] = ev.SkillID, int32(ev.Correct)
-				copy(carried[j*size:], g.rec.State)
+				run.skills[j], run.correct[j] = ev.SkillID, int32(ev.Correct)
+				copy(run.state[j*size:], g.rec.State)
 			}
-			if err := p.engine.Step(ctx, skills, correct, carried, carried, mastery); err != nil {
-				return nil, fmt.Errorf("stepping %d students: %w", n, err)
-			}
-			p.progress.StepRuns.Add(1)
-			p.progress.StepRows.Add(int64(n))
-			for j, g := range chunk {
+			wg.Go(func() {
+				errs[k] = p.engine.Step(ctx, run.skills, run.correct, run.state, run.state, run.mastery)
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("stepping %d students: %w", len(batch), err)
+		}
+		p.progress.StepRuns.Add(int64(len(runs)))
+		p.progress.StepRows.Add(int64(len(batch)))
+		for _, run := range runs {
+			for j, g := range run.rows {
 				i := g.events[r]
 				m := msgs[i]
-				copy(g.rec.State, carried[j*size:(j+1)*size])
+				copy(g.rec.State, run.state[j*size:(j+1)*size])
 				g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
 				g.rec.Events++
 				rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
-					SkillID: skills[j], Correct: int8(correct[j]), Events: g.rec.Events, Mastery: mastery[j*s : (j+1)*s],
+					SkillID: run.skills[j], Correct: int8(run.correct[j]), Events: g.rec.Events, Mastery: run.mastery[j*s : (j+1)*s],
 					SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
 			}
 		}
@@ -449,6 +458,33 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 		return cmp.Compare(a.SourceOffset, b.SourceOffset)
 	})
 	return rows, nil
+}
+
+// stepRun is one Step call of a round.
+type stepRun struct {
+	rows            []*studentEvents
+	skills, correct []int32
+	state, mastery  []float32
+}
+
+// minRowsPerRun keeps small rounds in one run: below it, a second session
+// costs more in call overhead than it saves.
+const minRowsPerRun = 16
+
+// splitRound divides a round's rows into runs: at most MaxStepRows rows
+// each, and over up to Engines runs when the round is large enough.
+func (p *EventPipeline) splitRound(batch []*studentEvents) []stepRun {
+	n := len(batch)
+	parts := max(1, min(p.cfg.Engines, n/minRowsPerRun))
+	per := (n + parts - 1) / parts
+	if p.cfg.MaxStepRows > 0 {
+		per = min(per, p.cfg.MaxStepRows)
+	}
+	var runs []stepRun
+	for start := 0; start < n; start += per {
+		runs = append(runs, stepRun{rows: batch[start:min(start+per, n)]})
+	}
+	return runs
 }
 
 // maxResultBytes keeps one result message well under the broker's default

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 // interactions in order): any reordering, loss or double application of an
 // event changes every later value, as with the real LSTM.
 type hashEngine struct {
+	mu   sync.Mutex
 	runs [][]int32 // skills of each Step call
 }
 
@@ -31,7 +33,9 @@ const eventSkills = 4
 func (e *hashEngine) NumSkills() int { return eventSkills }
 func (e *hashEngine) StateSize() int { return 2 }
 func (e *hashEngine) Step(_ context.Context, skills, correct []int32, st, newState, mastery []float32) error {
+	e.mu.Lock()
 	e.runs = append(e.runs, append([]int32(nil), skills...))
+	e.mu.Unlock()
 	for i := range skills {
 		n, h := st[2*i], st[2*i+1]
 		h = float32(int(h*3+float32(2*skills[i]+correct[i]+1)) % 65521)
@@ -421,7 +425,7 @@ func TestEventAbortedTransactionKeepsNoState(t *testing.T) {
 // wideEngine has the bundled model's 124 skills; only its sizes are used.
 type wideEngine struct{ hashEngine }
 
-func (wideEngine) NumSkills() int { return 124 }
+func (*wideEngine) NumSkills() int { return 124 }
 
 func TestEventResultsAreSplitUnderTheMessageLimit(t *testing.T) {
 	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
@@ -483,4 +487,44 @@ func TestNewEventPipelineChecks(t *testing.T) {
 
 type noStepEngine struct{ hashEngine }
 
-func (noStepEngine) StateSize() int { return 0 }
+func (*noStepEngine) StateSize() int { return 0 }
+
+func TestEventLargeRoundsRunConcurrently(t *testing.T) {
+	// 40 students with 2 events each: two rounds of 40 rows, each split over 2 engines.
+	var poll []kafka.Message
+	want := map[string][][2]int32{}
+	for k := range 2 {
+		for i := range 40 {
+			student := fmt.Sprintf("s%d", i)
+			skill, correct := int32((i+k)%eventSkills), int32((i*k)%2)
+			poll = append(poll, event(0, int64(len(poll)), student, int(skill), int(correct)))
+			want[student] = append(want[student], [2]int32{skill, correct})
+		}
+	}
+	log := &scriptedLog{polls: [][]kafka.Message{poll}, ackErrs: map[string]error{}}
+	store, engine := newMemStore(), &hashEngine{}
+	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st", Engines: 2},
+		engine, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PartitionsAssigned([]int32{0})
+	runPipeline(t, p)
+	var sizes []int
+	for _, r := range engine.runs {
+		sizes = append(sizes, len(r))
+	}
+	if fmt.Sprint(sizes) != "[20 20 20 20]" {
+		t.Errorf("Step batch sizes %v, want [20 20 20 20]", sizes)
+	}
+	rows := decodeResults(t, log.results)
+	if len(rows) != len(poll) {
+		t.Fatalf("%d results for %d events", len(rows), len(poll))
+	}
+	for _, r := range rows {
+		masteries, _ := replay(want[r.student])
+		if fmt.Sprint(r.mastery) != fmt.Sprint(masteries[r.events-1]) {
+			t.Errorf("%s after %d events: %v, want %v", r.student, r.events, r.mastery, masteries[r.events-1])
+		}
+	}
+}

@@ -119,7 +119,7 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 	var progress worker.EventProgress
 	pipeline, err := worker.NewEventPipeline(worker.EventConfig{
 		ModelVersion: modelVersion, Model: m.Name, OutputTopic: cfg.OutputTopic, DeadLetterTopic: cfg.DeadLetterTopic,
-		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
+		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Engines: cfg.Sessions, Log: log,
 	}, stepEngine{m}, store, events, &progress)
 	if err != nil {
 		return err
