@@ -4,6 +4,7 @@ result is checked against `dktscore score --trajectory` on the student's history
 score at that event)."""
 import json
 import subprocess
+import time
 import urllib.request
 
 import numpy as np
@@ -226,6 +227,39 @@ def test_kill_9_under_load_then_another_worker(tmp_path, students, prefix_scores
                 assert r["events"] == results[0]["events"]
     # An event applied twice to a state would shift every later value of its student.
     check_against_prefix_scores(rows, prefix_scores)
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_two_workers_then_a_rebalance_mid_stream(tmp_path, students, prefix_scores, delivery):
+    """Two workers share the partitions; one leaves while events flow, the other restores its
+    partitions from the changelog and carries on from the states the first one left."""
+    inp, out, dlq, changelog = topics(f"pair-{delivery[:5]}")
+    stream = event_stream({f"{sid}~{copy}": s for copy in range(4) for sid, s in students.items()})
+    group = unique("g")
+    exactly = delivery == "exactly-once"
+    a = events_worker(tmp_path, inp, out, dlq, changelog, group, delivery=delivery, max_poll_records=100)
+    b = events_worker(tmp_path, inp, out, dlq, changelog, group, delivery=delivery, max_poll_records=100)
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        produce(inp, [v for _, v, _ in stream], keys=[k for k, _, _ in stream])
+        deadline = time.time() + 120
+        while min(a.metrics()["dktscore_events_applied_total"], b.metrics()["dktscore_events_applied_total"]) == 0:
+            assert time.time() < deadline, "the partitions were not split between the two workers"
+            time.sleep(0.1)
+        assert b.stop() == 0, b.read_log()  # a rebalance: a takes b's partitions over
+        consume_rows(out, len(stream), read_committed=exactly, timeout=300)
+        rows = rows_of(consume_all(out, read_committed=exactly))
+        restored = a.metrics()["dktscore_state_restored_total"]
+    finally:
+        assert a.stop() == 0, a.read_log()
+        b.stop()
+    events = by_event(rows)
+    assert len(events) == len(stream), "an event has no result"
+    if exactly:
+        assert len(rows) == len(stream), "a read_committed consumer saw an event twice"
+    check_against_prefix_scores(rows, prefix_scores)
+    print(f"{delivery}: {len(rows) - len(events)} duplicates, {restored:.0f} states restored by the remaining worker")
 
 
 def test_bad_events_go_to_the_dead_letter_topic(tmp_path, students, prefix_scores):
