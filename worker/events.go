@@ -123,6 +123,11 @@ var errNotOwned = errors.New("the partition was revoked before the event was app
 // offset order), and made durable in the order results → changelog → input
 // offsets (or in one transaction).
 //
+// A poll's new states stay with the poll until it is committed, and only
+// then go to the store (Put, then Durable at once): an aborted transaction
+// or a failed write leaves the store as it was, so the redelivered events
+// find the states they were first applied to.
+//
 // # Rebalances
 //
 // The consumer calls PartitionsAssigned once a partition's states are
