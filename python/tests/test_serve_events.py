@@ -22,7 +22,9 @@ PARTITIONS = 3
 # two. Measured worst |difference| per test: 3.0e-6 (one worker), 1.2e-6 (restart), 8.7e-6 (two
 # workers and a rebalance); and once 1.06e-5 (restart, with score still on the one-hot predict
 # signature), where all 15 values above 4e-6 were the 1,482-step student's, events 302 to 320.
-# A lost or doubled event shifts every later value of its student by a whole interaction's effect.
+# A lost or doubled event also shifts the student's history length (the events column), so its
+# later results meet another prefix's score: from one prefix to the next the largest mastery
+# change has a median of 0.07 over these students' 3,089 steps.
 ATOL = 2e-5
 
 
