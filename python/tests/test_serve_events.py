@@ -54,10 +54,11 @@ def prefix_scores(tmp_path_factory, students):
     subprocess.run([str(DKTSCORE), "score", "--model", str(ROOT / "models/dkt"), "--input", str(tmp / "students.jsonl"),
                     "--output", str(tmp / "last.parquet"), "--trajectory", "--quiet"],
                    check=True, capture_output=True, timeout=600)
-    table = pq.read_table(tmp / "last.trajectory.parquet", columns=["student_id", "step", "mastery"]).to_pydict()
+    table = pq.read_table(tmp / "last.trajectory.parquet").to_pydict()
     scores = {}
-    for sid, step, mastery in zip(table["student_id"], table["step"], table["mastery"]):
-        scores[(sid, step)] = np.asarray(mastery, dtype=np.float32)
+    for sid, step, skill, correct, mastery in zip(table["student_id"], table["step"], table["skill_id"], table["correct"],
+                                                  table["mastery"]):
+        scores[(sid, step)] = (skill, correct, np.asarray(mastery, dtype=np.float32))
     assert len(scores) == sum(len(s.skills) for s in students.values())
     return scores
 
@@ -88,10 +89,13 @@ def events_worker(tmp_path, inp, out, dlq, changelog, group, **extra):
 
 
 def check_against_prefix_scores(rows, prefix_scores):
-    """Every result equals the prefix score of its student at its event (history length − 1)."""
+    """Every result is of its student's next interaction, and its mastery equals the prefix
+    score there (history length − 1)."""
     worst = 0.0
     for row in rows:
-        want = prefix_scores[(row["student_id"].split("~")[0], row["events"] - 1)]
+        skill, correct, want = prefix_scores[(row["student_id"].split("~")[0], row["events"] - 1)]
+        assert (row["skill_id"], row["correct"]) == (skill, correct), \
+            f"{row['student_id']}: result {row['events']} is not of its interaction {row['events']}"
         got = np.asarray(row["mastery"], dtype=np.float32)
         worst = max(worst, float(np.max(np.abs(got - want))))
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0,
