@@ -50,7 +50,15 @@ func TestRecordEncodingIsVersionOneLittleEndian(t *testing.T) {
 
 func TestDecodeRecordNamesWhatIsWrong(t *testing.T) {
 	good := Record{StudentID: "s", ModelVersion: "dkt/1", Partition: 0, Offset: 5, Events: 6, State: []float32{1, 2}}.Encode()
-	edit := func(f func(b []byte) []byte) []byte { return f(slices.Clone(good)) }
+	// patch overwrites good's bytes from offset at (magic 0, version 4,
+	// partition 5, offset 9, events 17).
+	patch := func(at int, bytes ...byte) []byte {
+		b := slices.Clone(good)
+		copy(b[at:], bytes)
+		return b
+	}
+	minusOne := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	minusTwo := []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	cases := []struct {
 		name       string
 		key, value []byte
@@ -59,14 +67,14 @@ func TestDecodeRecordNamesWhatIsWrong(t *testing.T) {
 		{"empty key", nil, good, "key is empty"},
 		{"key not UTF-8", []byte{0xff}, good, "not valid UTF-8"},
 		{"not ours", []byte("s"), []byte(`{"student_id":"s"}`), "not a dktscore state record"},
-		{"newer version", []byte("s"), edit(func(b []byte) []byte { b[4] = 2; return b }), "encoding version 2"},
+		{"newer version", []byte("s"), patch(4, 2), "encoding version 2"},
 		{"truncated state", []byte("s"), good[:len(good)-1], "should hold 2 floats"},
 		{"trailing bytes", []byte("s"), append(slices.Clone(good), 0), "should hold 2 floats"},
 		{"truncated header", []byte("s"), good[:10], "not a dktscore state record"},
 		{"truncated model version", []byte("s"), good[:headerLen+2], "truncated"},
-		{"negative events", []byte("s"), edit(func(b []byte) []byte { copy(b[17:25], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); return b }), "events -1"},
-		{"partition below -1", []byte("s"), edit(func(b []byte) []byte { copy(b[5:9], []byte{0xfe, 0xff, 0xff, 0xff}); return b }), "partition -2"},
-		{"offset below -1", []byte("s"), edit(func(b []byte) []byte { copy(b[9:17], []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); return b }), "offset -2"},
+		{"negative events", []byte("s"), patch(17, minusOne...), "events -1"},
+		{"partition below -1", []byte("s"), patch(5, minusTwo[:4]...), "partition -2"},
+		{"offset below -1", []byte("s"), patch(9, minusTwo...), "offset -2"},
 		{"empty state", []byte("s"), Record{ModelVersion: "dkt/1"}.Encode(), "state is empty"},
 		{"empty model version", []byte("s"), Record{State: []float32{1}}.Encode(), "model_version"},
 		{"NaN in state", []byte("s"), Record{ModelVersion: "dkt/1", State: []float32{float32(math.NaN())}}.Encode(), "state[0] is NaN"},
