@@ -43,7 +43,8 @@ func (f *scoreFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.trajectory, "trajectory", false, "also write per-step mastery rows to OUTPUT's name + .trajectory")
 	fs.StringVar(&f.emitState, "emit-state", "", "also write each student's LSTM state after the whole history to this Parquet file (event-mode bootstrap; see dktscore state load)")
 	fs.IntVar(&f.maxSteps, "max-steps", 0, "score only the last N interactions of longer histories (0 = whole history)")
-	fs.IntVar(&f.batchSize, "batch-size", 32, "most sequences per batch")
+	// Batch policy and threads: measured defaults, the same as serve's (BENCHMARKS.md, "Tuning").
+	fs.IntVar(&f.batchSize, "batch-size", 64, "most sequences per batch")
 	fs.IntVar(&f.maxPaddedSteps, "max-padded-steps", 32*1024, "most batch_size×max_steps per batch (bounds memory per batch)")
 	fs.DurationVar(&f.maxDelay, "max-delay", 200*time.Millisecond, "longest a partly filled batch waits for more sequences")
 	fs.Float64Var(&f.bucketGrowth, "bucket-growth", batching.DefaultBucketGrowth, "longest÷shortest sequence allowed in one batch, in (1, 2]")
