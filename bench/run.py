@@ -5,7 +5,10 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
     .venv/bin/python bench/run.py        # writes BENCHMARKS.md, prints the ratios last
 
   a  engine ceiling: `dktscore bench --rows a`, model.Predict alone over pre-built
-     length-bucketed batches (Assembler, score's policy), no I/O or decoding
+     length-bucketed batches (Assembler, score's policy), no I/O or decoding, on the signature
+     score uses (predict_ids when the model has it)
+  o  row a on the origin `predict` signature (`dktscore bench --rows o`: the model builds the
+     one-hot input_x from the ids); a÷o is what the compact signature buys
   b  `dktscore score` end-to-end, file -> Parquet, process start to exit (model load included)
   c  `dktscore serve` end-to-end through Kafka: first produce -> last result consumed (after one
      warm-up record), plus per-record latency at a fixed offered load (--load x row c's throughput)
@@ -17,8 +20,9 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
 
 Throughput of a, d, e, f counts the timed loop only (model loaded, input decoded; d and e include
 building the padded tensors, as the origin's client built a request per sequence). Peak RSS is
-the process's: VmHWM for a/f (one `dktscore bench` process per row), ru_maxrss from wait4 for
-b, c, d, e (each its own child process).
+the process's: VmHWM for a/o/f (one `dktscore bench` process per row), ru_maxrss from wait4 for
+b, c, d, e (each its own child process). a, b, c run the product's default batch policy and
+threads (BENCHMARKS.md, "Tuning"); --batch-size is e's and f's batch size and is passed to a, b, c.
 """
 import argparse
 import datetime
@@ -45,6 +49,7 @@ sys.path.insert(0, str(ROOT / "python"))
 INPUT = ROOT / "data/assistments/builder_test.csv"
 MODEL = ROOT / "models/dkt"
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+TUNING_HEADING = "## Tuning"
 GOALS = "b÷a ≥ 0.90, c÷a ≥ 0.80, b÷d ≥ 20, b÷e ≥ 1.0, padding efficiency ≥ 0.95, peak RSS ≤ 1 GiB, b ≥ 150k interactions/s on 2 cores"
 
 
@@ -79,9 +84,11 @@ def go_rows(args, keys):
                                      "--runs", str(args.runs), "--batch-size", str(args.batch_size), "--json"])
         r = json.loads(stdout.strip().splitlines()[-1])
         name = {"a": "engine ceiling: Predict over pre-built length buckets (Go)",
+                "o": "row a on the origin one-hot `predict` signature (Go)",
                 "f": f"naive batching: {args.batch_size} in file order, pad to longest (Go)"}[key]
         out.append(row(key, name, r["runs_s"], r["sequences"], r["interactions"], r["padding_efficiency"],
-                       r["peak_rss_kib"], f"{r['batches']} batches, {r['sessions']} sessions × {r['threads']} threads"))
+                       r["peak_rss_kib"], f"signature {r['signature']}, {r['batches']} batches, "
+                                          f"{r['sessions']} sessions × {r['threads']} threads"))
     return out
 
 
@@ -370,7 +377,22 @@ def write_report(args, rows, mach, command, started):
     lines += [f"- {line}" for line in ratio_lines(by)]
     lines += ["", f"Goals (issue 6): {GOALS}.", "",
               "## How each row is timed", "", "```", textwrap.dedent(__doc__.split("\n\n", 1)[1]).strip("\n").rstrip(), "```", ""]
+    lines += tuning_section(ROOT / "BENCHMARKS.md")
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+
+
+def tuning_section(report):
+    """The hand-written "## Tuning" section of the current report (up to the next "## " heading), kept
+    across reruns: it records the sweeps that chose the defaults, which this script does not repeat."""
+    if not report.exists():
+        return []
+    kept, inside = [], False
+    for line in report.read_text().splitlines():
+        if line.startswith("## "):
+            inside = line.startswith(TUNING_HEADING)
+        if inside:
+            kept.append(line)
+    return kept + [""] if kept else []
 
 
 def ratio_lines(by):
@@ -385,7 +407,8 @@ def ratio_lines(by):
     ratio("b", "d", "≥ 20×", "{:.1f}×")
     ratio("b", "e", "≥ 1.0×", "{:.2f}×")
     ratio("a", "f", "none: what bucketing buys", "{:.1f}×")
-    for key in "abcdef":
+    ratio("a", "o", "none: what the compact predict_ids signature buys over the one-hot predict", "{:.2f}×")
+    for key in "abcdefo":
         if key in by:
             r = by[key]
             pad = f"{r['padding_efficiency']:.4f}" if r.get("padding_efficiency") is not None else "n/a"
@@ -404,9 +427,9 @@ def ratio_lines(by):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per row (median reported)")
-    ap.add_argument("--rows", default="abcdefg", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for all six unless --write)")
+    ap.add_argument("--rows", default="abcdefgo", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for a-f unless --write)")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for a subset of rows")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64, help="e's and f's batch size, also passed to a, b, c (the product's default is 64)")
     ap.add_argument("--max-padded-steps", type=int, default=32 * 1024, help="row e's budget on batch×steps (score's default)")
     ap.add_argument("--load", type=float, default=0.5, help="row c latency: offered load as a fraction of row c's throughput")
     ap.add_argument("--partitions", type=int, default=3)
@@ -437,7 +460,7 @@ def main():
                   + (f" latency p50 {r['latency_p50_ms']:.0f} ms p99 {r['latency_p99_ms']:.0f} ms at {r['offered_load']:.0f} rec/s"
                      if "latency_p50_ms" in r else ""), flush=True)
         rows.extend(rs)
-    go = [k for k in "af" if k in args.rows]
+    go = [k for k in "aof" if k in args.rows]
     if go:
         done(go_rows(args, go))
     if "b" in args.rows:

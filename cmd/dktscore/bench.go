@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dktscore/dktscore/batching"
@@ -35,6 +36,7 @@ type benchRow struct {
 	Computed     int       `json:"computed_steps"`
 	Batches      int       `json:"batches"`
 	Runs         []float64 `json:"runs_s"`
+	CPURuns      []float64 `json:"cpu_runs_s"` // CPU time (user+system, every thread) of each timed pass
 	Median       float64   `json:"median_s"`
 	SeqPerSec    float64   `json:"sequences_per_s"`
 	IntPerSec    float64   `json:"interactions_per_s"`
@@ -189,11 +191,13 @@ func measure(m *model.Model, sessions int, batches []*batching.Batch, runs, warm
 		}
 	}
 	for range runs {
+		cpu := cpuSeconds()
 		secs, err := predictAll(m, sessions, batches, outs)
 		if err != nil {
 			return err
 		}
 		res.Runs = append(res.Runs, secs)
+		res.CPURuns = append(res.CPURuns, cpuSeconds()-cpu)
 	}
 	res.Median = median(res.Runs)
 	res.SeqPerSec = float64(res.Sequences) / res.Median
@@ -313,6 +317,17 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuSeconds is the CPU time this process has used so far, TensorFlow's
+// threads included. On a shared machine it is steadier than wall time: other
+// processes delay a pass, but barely change the work it takes.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // peakRSSKiB is the process's peak resident set (VmHWM), or -1 where
