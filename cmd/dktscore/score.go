@@ -31,6 +31,7 @@ type scoreFlags struct {
 	sessions, threads                               int
 	tag, signature, tensorNames                     string
 	quiet                                           bool
+	cpuProfile                                      string
 	emitState                                       string // emitstate.go
 }
 
@@ -54,6 +55,7 @@ func (f *scoreFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.signature, "signature", "", "signature to run (default: predict_ids when the model has it, else predict)")
 	fs.StringVar(&f.tensorNames, "tensor-names", "", "signature keys when they differ from the bundled model's, e.g. input_x=x,skill_id=skills,pred_all=probs")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
 }
 
 func scoreCmd(args []string, stdout, stderr io.Writer) int {
@@ -76,6 +78,12 @@ func scoreCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile, err := startCPUProfile(f.cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "dktscore score: %v\n", err)
+		return 2
+	}
+	defer stopProfile()
 	if err := score(ctx, f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "dktscore score: %v\n", err)
 		return 1
