@@ -152,7 +152,7 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 	}
 	var progress worker.Progress
 	bar := startProgress(stderr, !f.quiet, input, &progress)
-	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, modelEngine{m}, sink,
+	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, modelEngine{model.FixedVersion(m)}, sink,
 		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile)}, &progress)
 	bar.stop()
 	if runErr != nil {
@@ -214,16 +214,6 @@ func printSummary(w io.Writer, s worker.Summary, f scoreFlags, format columnar.F
 		fmt.Fprintf(w, " trajectory=%s", trajectoryPath)
 	}
 	fmt.Fprintf(w, " rejects=%s\n", rejectsPath)
-}
-
-// modelEngine adapts the model to the pipeline's plain-Go engine interface.
-type modelEngine struct{ m *model.Model }
-
-func (e modelEngine) NumSkills() int { return e.m.NumSkills }
-
-func (e modelEngine) Predict(ctx context.Context, b *batching.Batch, out worker.EngineOutputs) error {
-	in := model.Inputs{Size: len(b.Items), Steps: b.Steps, InputX: b.InputX, TargetID: b.TargetID, SeqLen: b.SeqLen}
-	return e.m.Predict(ctx, in, model.Outputs{Last: out.Last, Steps: out.Steps, Next: out.Next})
 }
 
 func outputFormat(path, flagValue string) (columnar.Format, error) {

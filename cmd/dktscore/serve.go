@@ -44,6 +44,8 @@ type serveConfig struct {
 	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"1000000" help:"input messages larger than this are dead-lettered undecoded"`
 	MaxPollRecords  int           `env:"MAX_POLL_RECORDS" envDefault:"500" help:"most records fetched per poll"`
 	Model           string        `env:"MODEL" envDefault:"models/dkt" help:"SavedModel base directory in TF Serving's NAME/VERSION layout, or one version directory"`
+	ModelVersion    string        `env:"MODEL_VERSION" help:"serve only this version of DKTSCORE_MODEL; unset = the highest"`
+	ModelPoll       time.Duration `env:"MODEL_POLL_INTERVAL" envDefault:"10s" help:"how often DKTSCORE_MODEL is checked for new versions; 0 = never"`
 	Sessions        int           `env:"SESSIONS" envDefault:"2" help:"concurrent TensorFlow sessions (batches scored at once)"`
 	Threads         int           `env:"THREADS" envDefault:"0" help:"intra-op threads per session; 0 = cores ÷ sessions"`
 	BatchSize       int           `env:"BATCH_SIZE" envDefault:"64" help:"most sequences per batch"`
@@ -88,7 +90,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.CreateTopics, "create-topics", c.CreateTopics, "create missing topics with this many partitions; 0 = never (DKTSCORE_CREATE_TOPICS_PARTITIONS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "larger input messages are dead-lettered (DKTSCORE_MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.MaxPollRecords, "max-poll-records", c.MaxPollRecords, "records per poll (DKTSCORE_MAX_POLL_RECORDS)")
-	fs.StringVar(&c.Model, "model", c.Model, "SavedModel base or version directory (DKTSCORE_MODEL)")
+	fs.StringVar(&c.Model, "model", c.Model, "SavedModel base directory in NAME/VERSION layout; the highest version is served and newer ones are loaded as they appear (DKTSCORE_MODEL)")
+	fs.StringVar(&c.ModelVersion, "model-version", c.ModelVersion, "serve only this version of --model; empty = the highest (DKTSCORE_MODEL_VERSION)")
+	fs.DurationVar(&c.ModelPoll, "model-poll-interval", c.ModelPoll, "how often --model is checked for new versions; 0 = never (DKTSCORE_MODEL_POLL_INTERVAL)")
 	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "concurrent TensorFlow sessions (DKTSCORE_SESSIONS)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "intra-op threads per session, 0 = cores ÷ sessions (DKTSCORE_THREADS)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most sequences per batch (DKTSCORE_BATCH_SIZE)")
@@ -120,6 +124,7 @@ func (c serveConfig) validate() error {
 	add(c.MaxMessageBytes < 1, "DKTSCORE_MAX_MESSAGE_BYTES %d must be positive", c.MaxMessageBytes)
 	add(c.MaxPollRecords < 1, "DKTSCORE_MAX_POLL_RECORDS %d must be positive", c.MaxPollRecords)
 	add(c.Sessions < 1, "DKTSCORE_SESSIONS %d must be at least 1", c.Sessions)
+	add(c.ModelPoll < 0, "DKTSCORE_MODEL_POLL_INTERVAL %v is negative; use 0 to never look for new versions", c.ModelPoll)
 	add(c.ShutdownTimeout <= 0, "DKTSCORE_SHUTDOWN_TIMEOUT %v must be positive", c.ShutdownTimeout)
 	_, _, addrErr := net.SplitHostPort(c.HTTPAddr)
 	add(addrErr != nil, "DKTSCORE_HTTP_ADDR %q is not host:port; e.g. :8080", c.HTTPAddr)
@@ -258,11 +263,18 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(model.Config{Path: cfg.Model, Sessions: cfg.Sessions, SessionConfig: sessionConfig})
+	registry := prometheus.NewRegistry()
+	versions, err := openVersions(cfg, model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}, registry)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer versions.Close()
+	// Only what every version shares is read from the first one: its name and
+	// num_skills (a version with other num_skills is refused).
+	m := versions.Current()
+	if cfg.ModelPoll > 0 {
+		go versions.Watch(ctx, cfg.ModelPoll)
+	}
 	if cfg.CreateTopics > 0 {
 		if err := kafka.EnsureTopics(ctx, cfg.client(), int32(cfg.CreateTopics), cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic); err != nil {
 			return err
@@ -275,7 +287,6 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 	defer producer.Close()
 
 	var progress worker.Progress
-	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipeline := worker.Config{Batching: cfg.batching(m.NumSkills), Engines: cfg.Sessions, MaxSteps: cfg.MaxSteps}
 	output := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, WithSource: true}
@@ -311,7 +322,7 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		pipeline.Observer = metrics
 		ping, closeKafka = producer.Ping, t.Close
 		run = func(ctx context.Context) error {
-			return worker.RunTransactions(ctx, pipeline, t, decode, modelEngine{m}, sinks, &progress)
+			return worker.RunTransactions(ctx, pipeline, t, decode, modelEngine{versions}, sinks, &progress)
 		}
 	} else {
 		consumer, err := kafka.NewConsumer(consumerCfg)
@@ -324,7 +335,7 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		sink, rejects := sinks(producer)
 		source := worker.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
 		run = func(ctx context.Context) error {
-			_, err := worker.Run(ctx, pipeline, source, modelEngine{m}, sink, rejects, &progress)
+			_, err := worker.Run(ctx, pipeline, source, modelEngine{versions}, sink, rejects, &progress)
 			return err
 		}
 	}
