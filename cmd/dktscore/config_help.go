@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -321,4 +322,28 @@ func configureServe(args, environ []string, stdout, stderr io.Writer) (cfg serve
 	}
 	fmt.Fprintln(stderr, "Run 'dktscore serve --help' for every variable with its default and meaning.")
 	return cfg, unknown, 2, true
+}
+
+// environ renders c as DKTSCORE_* assignments, one per variable of
+// serveConfig. The supervisor hands them to its children, so a child runs the
+// configuration the parent resolved from flags and environment together (a
+// child is started with no flags: `--mode events` given to the parent must
+// still reach it).
+func (c serveConfig) environ() []string {
+	var out []string
+	value := reflect.ValueOf(c)
+	for _, v := range serveEnvVars() {
+		field := value.FieldByName(v.Field)
+		var text string
+		switch x := field.Interface().(type) {
+		case []string:
+			text = strings.Join(x, ",")
+		case float64:
+			text = strconv.FormatFloat(x, 'g', -1, 64)
+		default:
+			text = fmt.Sprint(x)
+		}
+		out = append(out, v.Name+"="+text)
+	}
+	return out
 }

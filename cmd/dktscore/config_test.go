@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -184,5 +185,26 @@ func TestSuggestEnv(t *testing.T) {
 		if got := suggestEnv(name, known); got != want {
 			t.Errorf("suggestEnv(%s) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// The supervisor starts its children with no flags; the config they parse
+// back from environ() must be the parent's, flags included.
+func TestEnvironCarriesTheResolvedConfigToChildren(t *testing.T) {
+	cfg, _, code, done := configureServe([]string{"--mode", "events", "--brokers", "a:9092,b:9092", "--max-delay", "75ms",
+		"--gpu-memory-fraction", "0.45", "--model-version", "3"}, []string{"DKTSCORE_SESSIONS=3", "DKTSCORE_GPU_ALLOW_GROWTH=true"},
+		io.Discard, io.Discard)
+	if done {
+		t.Fatalf("configureServe stopped with exit %d", code)
+	}
+	child, problems := parseServeEnv(environMap(cfg.environ()))
+	if len(problems) > 0 {
+		t.Fatalf("the child cannot parse what the parent rendered: %v", problems)
+	}
+	if !reflect.DeepEqual(child, cfg) {
+		t.Fatalf("child config differs from the parent's:\nchild  %+v\nparent %+v", child, cfg)
+	}
+	if cfg.Mode != "events" || cfg.Sessions != 3 || len(cfg.Brokers) != 2 {
+		t.Fatalf("flags or environment not applied: %+v", cfg)
 	}
 }

@@ -73,13 +73,16 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 	if err != nil {
 		return err
 	}
-	// The version loaded at start is the one served until the worker stops
-	// (no reload): DKTSCORE_MODEL=models/dkt/1 pins it explicitly.
-	m, err := model.Load(model.Config{Path: cfg.Model, Sessions: cfg.Sessions, SessionConfig: sessionConfig})
+	// The version loaded at start is the one served until the worker stops:
+	// versions are never polled here. DKTSCORE_MODEL_VERSION (or a version
+	// directory in DKTSCORE_MODEL) pins it explicitly.
+	versions, err := model.OpenVersions(model.VersionsConfig{Base: cfg.Model, Pin: cfg.ModelVersion,
+		Load: model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}})
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer versions.Close()
+	m := versions.Current()
 	modelVersion := m.Name + "/" + m.Version
 
 	client := cfg.client()

@@ -45,7 +45,7 @@ type serveConfig struct {
 	MaxPollRecords  int           `env:"MAX_POLL_RECORDS" envDefault:"500" help:"most records fetched per poll"`
 	Model           string        `env:"MODEL" envDefault:"models/dkt" help:"SavedModel base directory in TF Serving's NAME/VERSION layout, or one version directory"`
 	ModelVersion    string        `env:"MODEL_VERSION" help:"serve only this version of DKTSCORE_MODEL; unset = the highest"`
-	ModelPoll       time.Duration `env:"MODEL_POLL_INTERVAL" envDefault:"10s" help:"how often DKTSCORE_MODEL is checked for new versions; 0 = never"`
+	ModelPoll       time.Duration `env:"MODEL_POLL_INTERVAL" envDefault:"10s" help:"how often DKTSCORE_MODEL is checked for new versions; 0 = never (sequence mode: event mode serves the version it started with)"`
 	Sessions        int           `env:"SESSIONS" envDefault:"2" help:"concurrent TensorFlow sessions (batches scored at once)"`
 	Threads         int           `env:"THREADS" envDefault:"0" help:"intra-op threads per session; 0 = cores ÷ sessions"`
 	BatchSize       int           `env:"BATCH_SIZE" envDefault:"64" help:"most sequences per batch"`
@@ -228,7 +228,9 @@ func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement
 	var children []supervise.Child
 	for i, p := range plan {
 		addr := net.JoinHostPort(host, strconv.Itoa(port+1+i))
-		env := append(os.Environ(), p.ChildEnv()...)
+		// Later entries win: the parent's resolved config over its environment,
+		// then the child's device and port.
+		env := append(append(os.Environ(), cfg.environ()...), p.ChildEnv()...)
 		children = append(children, supervise.Child{
 			Name: p.Name(), Path: self, Args: []string{"serve"},
 			Env:       append(env, "DKTSCORE_HTTP_ADDR="+addr),
