@@ -415,11 +415,10 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 	}
 	defer func() { m.sessions <- sess }()
 
+	defer sess.forget()
 	if err := sess.fill(in, s); err != nil {
 		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
-	// The feeds map is reused; the tensors in it are dropped once the run ends.
-	defer clear(sess.feeds)
 	fetched, err := sess.saved.Session.Run(sess.feeds, sess.fetches, nil)
 	if err != nil {
 		return fmt.Errorf("model %s/%s: run %s: %w", m.Name, m.Version, m.Signature, err)
@@ -428,6 +427,16 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 		return fmt.Errorf("model %s/%s: pred_all has shape %v, want [%d %d %d]", m.Name, m.Version, shape, in.Size, in.Steps, s)
 	}
 	return copyRows(fetched[0], &sess.picker, in, s, out)
+}
+
+// forget drops what the last run left in the session's scratch: its tensors
+// (which TensorFlow frees only once they are unreachable) and the caller's
+// slices, which the session must not keep alive until its next run.
+func (s *session) forget() {
+	clear(s.feeds)
+	s.slice.reset(nil)
+	s.oneHot = oneHotReader{}
+	s.picker = rowPicker{pending: s.picker.pending[:0]}
 }
 
 // fill puts the batch's tensors in s.feeds, for the signature's layout.

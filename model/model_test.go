@@ -14,6 +14,9 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	corepb "github.com/wamuir/graft/tensorflow/core/protobuf/for_core_protos_go_proto"
+	"google.golang.org/protobuf/proto"
 )
 
 const bundledModel = "../models/dkt"
@@ -215,6 +218,74 @@ func TestLoadRejectsSignatureOutsideTheContract(t *testing.T) {
 			}
 		})
 	}
+}
+
+// modelWithout copies the bundled model's graph without the given signatures
+// (the weights are linked, not copied): a model exported before they existed.
+func modelWithout(t *testing.T, signatures ...string) string {
+	t.Helper()
+	src, _, _, err := ResolveDir(bundledModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ = filepath.Abs(src)
+	raw, err := os.ReadFile(filepath.Join(src, "saved_model.pb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sm corepb.SavedModel
+	if err := proto.Unmarshal(raw, &sm); err != nil {
+		t.Fatal(err)
+	}
+	for _, mg := range sm.GetMetaGraphs() {
+		for _, key := range signatures {
+			delete(mg.GetSignatureDef(), key)
+		}
+	}
+	out, err := proto.Marshal(&sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "dkt", "1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "saved_model.pb"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(src, "variables"), filepath.Join(dir, "variables")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A model exported with only the origin signature is still scored, through
+// the one-hot the model builds, with the results of predict_ids.
+func TestLoadFallsBackToTheOriginSignature(t *testing.T) {
+	old, err := Load(Config{Path: modelWithout(t, IDsSignature), Sessions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if old.Signature != OriginSignature || old.IDs {
+		t.Fatalf("without predict_ids: signature %q (ids %v), want %q", old.Signature, old.IDs, OriginSignature)
+	}
+	current, err := Load(Config{Path: bundledModel, Sessions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer current.Close()
+	// Two students, lengths 3 and 1; the short one's padding holds ids that must not count.
+	in := Inputs{Size: 2, Steps: 3, SeqLen: []int32{3, 1},
+		SkillID: []int32{5, 9, 5, 42, 7, 7}, Correct: []int32{1, 0, 1, 0, 1, 1}, TargetID: []int32{9, 5, 0, 0, 0, 0}}
+	var got [2][]float32
+	for i, m := range []*Model{old, current} {
+		got[i] = make([]float32, 4*m.NumSkills)
+		if err := m.Predict(context.Background(), in, Outputs{Last: make([]float32, 2*m.NumSkills), Steps: got[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertClose(t, 0, "origin vs ids trajectory", got[0], got[1])
 }
 
 func TestIDsContract(t *testing.T) {
