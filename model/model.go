@@ -426,7 +426,26 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 	if shape := fetched[0].Shape(); len(shape) != 3 || shape[0] != int64(in.Size) || shape[1] != int64(in.Steps) || shape[2] != int64(s) {
 		return fmt.Errorf("model %s/%s: pred_all has shape %v, want [%d %d %d]", m.Name, m.Version, shape, in.Size, in.Steps, s)
 	}
-	return copyRows(fetched[0], &sess.picker, in, s, out)
+	if err := copyRows(fetched[0], &sess.picker, in, s, out); err != nil {
+		return err
+	}
+	// The run's tensors are garbage now, but C memory the collector cannot
+	// see (see droppedTensors in step.go): without this, a pass of big
+	// batches held gigabytes of dead pred_all tensors (row f: 9 GiB VmHWM).
+	droppedTensors(sess.tensorBytes(in, s))
+	return nil
+}
+
+// tensorBytes is the size of one run's input and output tensors.
+func (s *session) tensorBytes(in Inputs, numSkills int) int64 {
+	cells := int64(in.Size) * int64(in.Steps)
+	n := cells*int64(numSkills) + int64(in.Size) // pred_all and sequence_len
+	if s.ids {
+		n += 2 * cells // skill_id, correct
+	} else {
+		n += cells*int64(2*numSkills) + cells + 3 // input_x, target_id, the scalars
+	}
+	return 4 * n
 }
 
 // forget drops what the last run left in the session's scratch: its tensors
