@@ -61,6 +61,12 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 		out = append(out, a.flush(bk, FlushBucket))
 	}
 	if len(bk.items) == 0 {
+		if bk.items == nil {
+			// Room for as many items as can share a batch with this one, from
+			// the pool: growing the list by append would allocate several
+			// times per batch.
+			bk.items = a.pool.items.get(min(a.cfg.MaxBatchSize, max(1, a.cfg.MaxPaddedSteps/n)))[:0]
+		}
 		bk.oldest, bk.oldestSeq = now, a.seq
 		bk.waitingIdx = len(a.waiting)
 		a.waiting = append(a.waiting, bk)
@@ -164,6 +170,7 @@ func (a *Assembler) flushAll(bks []*bucket, reason FlushReason) []*Batch {
 func (a *Assembler) flush(bk *bucket, reason FlushReason) *Batch {
 	items := bk.items
 	b := padToLongest(&a.pool, items, reason, bk.oldest)
+	b.pooledItems = true
 	real := 0
 	for _, it := range items {
 		real += len(it.Skills)

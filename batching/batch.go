@@ -51,7 +51,8 @@ type Batch struct {
 	TargetID []int32   // [B, T]: skill at t+1 for t < len−1; zero at the last real step and at padding
 	SeqLen   []int32   // [B]: real lengths
 
-	pool *bufferPool // nil once released
+	pool        *bufferPool // nil once released
+	pooledItems bool        // Items came from pool (an Assembler's bucket), not from the caller (PadToLongest)
 }
 
 // Size is B, the number of sequences.
@@ -83,6 +84,10 @@ func (b *Batch) Release() {
 	p.int32s.put(b.Correct)
 	p.int32s.put(b.TargetID)
 	p.int32s.put(b.SeqLen)
+	if b.pooledItems {
+		clear(b.Items) // the pool must not keep the caller's sequences alive
+		p.items.put(b.Items)
+	}
 	b.SkillID, b.Correct, b.TargetID, b.SeqLen, b.Items = nil, nil, nil, nil, nil
 }
 

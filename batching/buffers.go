@@ -55,4 +55,5 @@ func (f *freeList[T]) put(buf []T) {
 // the locks.
 type bufferPool struct {
 	int32s freeList[int32]
+	items  freeList[Item] // the Assembler's bucket lists, which become Batch.Items
 }

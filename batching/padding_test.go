@@ -122,3 +122,39 @@ func TestFreeListClasses(t *testing.T) {
 		t.Errorf("class holds %d buffers, want at most %d", n, keepPerClass)
 	}
 }
+
+// A batch's item list comes from the pool and goes back on Release, emptied so
+// that the pool keeps no student's sequence alive; PadToLongest's list is the
+// caller's and is left alone.
+func TestReleaseRecyclesTheItemList(t *testing.T) {
+	a := mustAssembler(t, testConfig())
+	for ref := range 3 {
+		mustAdd(t, a, seq(ref, 4, 5), t0)
+	}
+	first := a.Drain()
+	if len(first) != 1 || len(first[0].Items) != 3 {
+		t.Fatalf("want 1 batch of 3, got %v", describe(first))
+	}
+	held := first[0].Items
+	first[0].Release()
+	for i, it := range held {
+		if it.Skills != nil || it.Correct != nil || it.Ref != nil {
+			t.Fatalf("released item list still holds item %d: %+v", i, it)
+		}
+	}
+	mustAdd(t, a, seq(7, 4, 5), t0)
+	second := a.Drain()
+	if len(second) != 1 || &second[0].Items[0] != &held[0] || second[0].Items[0].Ref != 7 {
+		t.Fatalf("the next batch did not reuse the released item list: %v", describe(second))
+	}
+
+	mine := []Item{seq(1, 3, 5), seq(2, 2, 5)}
+	b, err := PadToLongest(5, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if mine[0].Skills == nil || mine[1].Ref != 2 {
+		t.Fatalf("Release cleared the caller's items: %+v", mine)
+	}
+}
