@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
 	"unsafe"
 
@@ -426,12 +427,18 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 	if shape := fetched[0].Shape(); len(shape) != 3 || shape[0] != int64(in.Size) || shape[1] != int64(in.Steps) || shape[2] != int64(s) {
 		return fmt.Errorf("model %s/%s: pred_all has shape %v, want [%d %d %d]", m.Name, m.Version, shape, in.Size, in.Steps, s)
 	}
-	if err := copyRows(fetched[0], &sess.picker, in, s, out); err != nil {
+	err = copyRows(fetched[0], &sess.picker, in, s, out)
+	// copyRows reads pred_all's C buffer in place; a collection before it
+	// is done would run the tensor's finalizer and free that buffer.
+	runtime.KeepAlive(fetched)
+	if err != nil {
 		return err
 	}
-	// The run's tensors are garbage now, but C memory the collector cannot
-	// see (see droppedTensors in step.go): without this, a pass of big
-	// batches held gigabytes of dead pred_all tensors (row f: 9 GiB VmHWM).
+	// The run's tensors are garbage once the feeds let go of the inputs, but
+	// C memory the collector cannot see (see droppedTensors in step.go):
+	// without this, a pass of big batches held gigabytes of dead pred_all
+	// tensors (row f: 9 GiB VmHWM).
+	sess.forget()
 	droppedTensors(sess.tensorBytes(in, s))
 	return nil
 }

@@ -22,7 +22,8 @@ const StepSignature = "step"
 
 // errNoStep is returned by Step for a model exported before the step signature.
 var errNoStep = errors.New("the model has no \"" + StepSignature + "\" signature (event mode needs it); " +
-	"re-export it with `python -m dkt.upgrade --model DIR`")
+	"re-export it with `python -m dkt.upgrade --model DIR` (models trained by dkt.train; " +
+	"a checkpoint converted from the origin keeps the origin's graph and has only predict)")
 
 // StepInputs is one interaction per row, and the state each row carries.
 type StepInputs struct {
@@ -226,7 +227,9 @@ func (in StepInputs) check(out StepOutputs, numSkills, stateSize int) error {
 // Step applies one interaction to each row's carried state and returns the new
 // state and the mastery after it: for a student whose state came from steps
 // 0..t-1, Mastery equals predict's pred_all[t, :] with steps 0..t fed. ctx
-// bounds the wait for a free session; a run that has started finishes.
+// bounds the wait for a free session; a run that has started finishes. After
+// an error out.State is undefined (and so is in.State when they share
+// memory): callers that keep states step a copy.
 func (m *Model) Step(ctx context.Context, in StepInputs, out StepOutputs) error {
 	if err := m.stepError(); err != nil {
 		return err
@@ -293,6 +296,10 @@ func (m *Model) Step(ctx context.Context, in StepInputs, out StepOutputs) error 
 	if _, err := mastery.WriteContentsTo(&st.contents); err != nil || st.contents.n != len(out.Mastery)*4 {
 		return fmt.Errorf("model %s/%s: step: reading mastery (%d of %d bytes): %v", m.Name, m.Version, st.contents.n, len(out.Mastery)*4, err)
 	}
+	// The outputs were read in place from their C buffers: keep them alive
+	// until here, then let the feeds go so the collection below frees all.
+	runtime.KeepAlive(fetched)
+	clear(st.feeds)
 	droppedTensors(int64(rows) * int64(4*(2+2*stateSize+m.NumSkills)))
 	return nil
 }

@@ -41,8 +41,11 @@ type Versions struct {
 	mu      sync.RWMutex // guards current; Acquire holds it shared while taking a reference
 	current *served
 
-	pollMu sync.Mutex                 // one poll at a time
+	pollMu sync.Mutex                // one poll at a time; Close takes it too
 	failed map[string]directoryStamp // versions refused, until their files change
+	closed bool                      // set by Close under pollMu: no poll swaps after it
+
+	retiring sync.WaitGroup // old versions waiting for their batches, then closing
 }
 
 // served is one loaded version with the batches in flight on it.
@@ -53,10 +56,12 @@ type served struct {
 
 // directoryStamp identifies the contents of a version directory cheaply, so a
 // refused version is retried only once its files have changed (e.g. a copy
-// that was still in progress has finished).
+// that was still in progress has finished: any file of it, the variables'
+// data shards included, may be the last to be written).
 type directoryStamp struct {
-	graph, variables time.Time
-	graphSize        int64
+	files  int
+	bytes  int64
+	newest time.Time
 }
 
 // OpenVersions loads the version to serve now. It fails when that version
@@ -127,6 +132,9 @@ func (v *Versions) Poll(ctx context.Context) bool {
 	}
 	v.pollMu.Lock()
 	defer v.pollMu.Unlock()
+	if v.closed {
+		return false
+	}
 	dir, err := v.target()
 	running := v.Current()
 	if err != nil || filepath.Clean(dir) == filepath.Clean(running.Dir) {
@@ -146,6 +154,10 @@ func (v *Versions) Poll(ctx context.Context) bool {
 		}
 	}
 	name := filepath.Base(v.cfg.Base) + "/" + filepath.Base(dir)
+	if err != nil && ctx.Err() != nil {
+		// Stopping interrupted the load: nothing is wrong with the version.
+		return false
+	}
 	if err != nil {
 		v.failed[dir] = stamp
 		v.report(VersionEvent{Version: name, Took: time.Since(started), Err: err})
@@ -158,15 +170,21 @@ func (v *Versions) Poll(ctx context.Context) bool {
 	v.mu.Unlock()
 	v.report(VersionEvent{Version: next.Name + "/" + next.Version, Loaded: true, Took: time.Since(started)})
 	// In-flight batches finish on the old version; only then is it freed.
-	go func() {
+	v.retiring.Go(func() {
 		old.inFlight.Wait()
 		old.model.Close()
-	}()
+	})
 	return true
 }
 
-// Close waits for batches in flight and frees the serving model.
+// Close waits for a poll in progress (no swap happens after Close), for the
+// batches in flight on every version, and frees them all. Callers stop
+// calling Acquire first.
 func (v *Versions) Close() error {
+	v.pollMu.Lock()
+	v.closed = true
+	v.pollMu.Unlock()
+	v.retiring.Wait()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.current.inFlight.Wait()
@@ -224,12 +242,19 @@ func (v *Versions) report(e VersionEvent) {
 
 func stampOf(dir string) directoryStamp {
 	var s directoryStamp
-	if fi, err := os.Stat(filepath.Join(dir, "saved_model.pb")); err == nil {
-		s.graph, s.graphSize = fi.ModTime(), fi.Size()
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "variables", "variables.index")); err == nil {
-		s.variables = fi.ModTime()
-	}
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil // a vanished entry only changes the stamp
+		}
+		if fi, err := d.Info(); err == nil {
+			s.files++
+			s.bytes += fi.Size()
+			if fi.ModTime().After(s.newest) {
+				s.newest = fi.ModTime()
+			}
+		}
+		return nil
+	})
 	return s
 }
 

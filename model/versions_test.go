@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // copyVersion copies the bundled model into base/version the way operators
@@ -93,6 +95,10 @@ func TestVersionsSwapToNewVersionAndRefuseCorruptOne(t *testing.T) {
 	}
 	old := append([]float32(nil), out.Last...)
 	release()
+	v.retiring.Wait()
+	if held.all != nil {
+		t.Fatal("version 1 was not freed once its last batch released it")
+	}
 
 	m, release := v.Acquire()
 	if err := m.Predict(ctx, in, out); err != nil {
@@ -135,6 +141,88 @@ func TestVersionsSwapToNewVersionAndRefuseCorruptOne(t *testing.T) {
 	}
 	if loaded := len(events) - len(failed); loaded != 2 {
 		t.Fatalf("want 2 loads reported (versions 1 and 2), got %d: %+v", loaded, events)
+	}
+
+	// Version 3 is then written in place as a plain `cp -r` would, the
+	// data shard last: caught half-copied it is refused, and once the shard
+	// is complete it is retried and swapped in.
+	src := filepath.Join(bundledModel, "1")
+	write := func(rel string, keep func([]byte) []byte) {
+		data, err := os.ReadFile(filepath.Join(src, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, "3", rel), keep(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := func(b []byte) []byte { return b }
+	const shard = "variables/variables.data-00000-of-00001"
+	write("saved_model.pb", whole)
+	write("variables/variables.index", whole)
+	write(shard, func(b []byte) []byte { return b[:len(b)/2] })
+	if v.Poll(ctx) {
+		t.Fatal("swapped to a version whose variables are half written")
+	}
+	write(shard, whole)
+	if !v.Poll(ctx) || v.Current().Version != "3" {
+		t.Fatalf("completed version 3 not retried; serving %s; events %+v", v.Current().Version, log.all())
+	}
+}
+
+// Batches keep running on whichever version is current while versions are
+// swapped underneath them (run with -race).
+func TestVersionsSwapUnderConcurrentBatches(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "dkt")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyVersion(t, base, "1")
+	v, err := OpenVersions(VersionsConfig{Base: base, Load: Config{Sessions: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			in, out := oneStudent(v.Current().NumSkills)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m, release := v.Acquire()
+				err := m.Predict(ctx, in, out)
+				release()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for version := 2; version <= 4; version++ {
+		copyVersion(t, base, strconv.Itoa(version))
+		if !v.Poll(ctx) {
+			t.Errorf("no swap to version %d", version)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a batch failed during the swaps: %v", err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v.Poll(ctx) {
+		t.Fatal("Poll swapped after Close")
 	}
 }
 
