@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +38,8 @@ type StateStore interface {
 	// Get returns the student's state in the partition, from memory or, for
 	// an evicted student, from the changelog; false when there is none.
 	Get(ctx context.Context, partition int32, student string) (state.Record, bool, error)
-	// Put holds a new state in memory (not yet durable: never evicted).
+	// Put holds a new state in memory. The pipeline calls it only once the
+	// poll that produced the state is committed, and Durable right after.
 	Put(partition int32, r state.Record)
 	// Durable says the changelog holds the state of appliedOffset at changelogOffset.
 	Durable(partition int32, student string, changelogOffset, appliedOffset int64)
@@ -79,8 +83,9 @@ type EventConfig struct {
 	// Engines is how many Step runs of one round may go concurrently; match
 	// it to the model's session pool. 0 or 1: one at a time.
 	Engines int
-	// Log receives one line per notable event (a state of another model
-	// version); nil discards.
+	// Log receives at most a line or two per poll about what it did not
+	// apply (states of another model version, events already applied),
+	// with counts, partitions and offsets, never student ids; nil discards.
 	Log *slog.Logger
 }
 
@@ -101,6 +106,10 @@ func (c EventConfig) validate() error {
 }
 
 // EventProgress counts what the event pipeline did; readable while it runs.
+// The per-event counters (Applied, Skipped, Rejected, VersionResets,
+// NotOwned) count a poll once it is committed: an aborted exactly-once poll
+// comes again and is counted then, not twice. Consumed, StepRuns and
+// StepRows count work done, aborted or not.
 type EventProgress struct {
 	Consumed      atomic.Int64 // messages polled
 	Applied       atomic.Int64 // events applied to a state (one result each)
@@ -243,7 +252,7 @@ func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []A
 		}
 	}
 	p.mu.Lock()
-	states, ackErrs, err := p.apply(ctx, msgs)
+	out, err := p.apply(ctx, msgs)
 	p.mu.Unlock()
 	if err != nil {
 		ackAll(err)
@@ -258,7 +267,7 @@ func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []A
 		return err
 	}
 	p.mu.Lock()
-	for _, s := range states {
+	for _, s := range out.states {
 		if p.owned[s.rec.Partition] != s.gen {
 			continue // revoked since: the changelog has it for the next owner
 		}
@@ -266,20 +275,81 @@ func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []A
 		p.store.Durable(s.rec.Partition, s.rec.StudentID, s.changelogOffset, s.rec.Offset)
 	}
 	p.mu.Unlock()
+	p.report(out)
 	for i, ack := range acks {
 		if ack != nil {
-			ack(ackErrs[i])
+			ack(out.ackErrs[i])
 		}
 	}
 	return nil
 }
 
+// pollOutcome is what apply did with one poll, kept until it is committed.
+type pollOutcome struct {
+	states   []appliedState
+	ackErrs  []error // per message
+	applied  int
+	rejected int
+	notOwned int
+	skipped  map[int32]*offsetRange   // partition → events already applied
+	resets   map[int32]map[string]int // partition → state model version → students started over
+}
+
+// offsetRange is the span of offsets of some events of one partition.
+type offsetRange struct {
+	first, last int64
+	n           int
+}
+
+func (r *offsetRange) add(offset int64) {
+	if r.n == 0 || offset < r.first {
+		r.first = offset
+	}
+	r.last = max(r.last, offset)
+	r.n++
+}
+
+// report counts a committed poll and logs, in one line each, the events it
+// skipped and the states it could not use. Lines name partitions, offsets and
+// versions, never students: ids are personal data and stay out of logs.
+func (p *EventPipeline) report(out pollOutcome) {
+	p.progress.Applied.Add(int64(out.applied))
+	p.progress.Rejected.Add(int64(out.rejected))
+	p.progress.NotOwned.Add(int64(out.notOwned))
+	if len(out.skipped) > 0 {
+		var spans []string
+		total := 0
+		for _, part := range slices.Sorted(maps.Keys(out.skipped)) {
+			r := out.skipped[part]
+			total += r.n
+			spans = append(spans, fmt.Sprintf("partition %d offsets %d..%d (%d)", part, r.first, r.last, r.n))
+		}
+		p.progress.Skipped.Add(int64(total))
+		p.cfg.Log.Info("dktscore: events already applied to their students' states skipped (a redelivery after a restart or rebalance)",
+			"skipped", total, "where", strings.Join(spans, ", "))
+	}
+	if len(out.resets) > 0 {
+		var spans []string
+		total := 0
+		for _, part := range slices.Sorted(maps.Keys(out.resets)) {
+			for _, version := range slices.Sorted(maps.Keys(out.resets[part])) {
+				n := out.resets[part][version]
+				total += n
+				spans = append(spans, fmt.Sprintf("partition %d: %d of %q", part, n, version))
+			}
+		}
+		p.progress.VersionResets.Add(int64(total))
+		p.cfg.Log.Warn("dktscore: states of another model version or size not used; those students start over (re-bootstrap the changelog after changing the model)",
+			"students", total, "states", strings.Join(spans, ", "), "model_version", p.cfg.ModelVersion, "model_state_size", p.engine.StateSize())
+	}
+}
+
 // apply decodes, groups, steps and writes one poll; p.mu is held. It
-// returns the new states to keep once the poll is committed and each
-// message's ack error.
-func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appliedState, []error, error) {
+// returns the new states to keep once the poll is committed, each message's
+// ack error and what to count then.
+func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome, error) {
 	numSkills := p.engine.NumSkills()
-	ackErrs := make([]error, len(msgs))
+	out := pollOutcome{ackErrs: make([]error, len(msgs)), skipped: map[int32]*offsetRange{}, resets: map[int32]map[string]int{}}
 	decoded := make([]records.Event, len(msgs))
 	var deadLetters []kafka.Message
 	groups := map[partitionStudent]*studentEvents{}
@@ -287,8 +357,8 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appl
 	for i, m := range msgs {
 		gen, owned := p.owned[m.Partition]
 		if !owned {
-			ackErrs[i] = errNotOwned
-			p.progress.NotOwned.Add(1)
+			out.ackErrs[i] = errNotOwned
+			out.notOwned++
 			continue
 		}
 		ev, reject := DecodeEventMessage(m, numSkills, p.cfg.MaxMessageBytes)
@@ -310,15 +380,27 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appl
 	// Load each student's state and drop the events it already holds.
 	var rounds int
 	for _, g := range order {
-		rec, err := p.startingState(ctx, g.partition, g.student)
+		rec, reset, err := p.startingState(ctx, msgs[g.events[0]], g.student)
 		if err != nil {
-			return nil, nil, err
+			return pollOutcome{}, err
+		}
+		if reset != "" {
+			if out.resets[g.partition] == nil {
+				out.resets[g.partition] = map[string]int{}
+			}
+			out.resets[g.partition][reset]++
 		}
 		g.rec = rec
 		pending := g.events[:0]
 		for _, i := range g.events {
 			if rec.Partition == g.partition && msgs[i].Offset <= rec.Offset {
-				p.progress.Skipped.Add(1) // its result and state are already durable
+				// Its result and state are already durable.
+				r := out.skipped[g.partition]
+				if r == nil {
+					r = new(offsetRange)
+					out.skipped[g.partition] = r
+				}
+				r.add(msgs[i].Offset)
 				continue
 			}
 			pending = append(pending, i)
@@ -329,18 +411,18 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appl
 
 	rows, err := p.step(ctx, msgs, decoded, order, rounds)
 	if err != nil {
-		return nil, nil, err
+		return pollOutcome{}, err
 	}
 
 	// Durability order: results and dead letters, then states; the input
 	// offsets follow (acks, or the transaction's commit).
 	results, err := p.resultMessages(rows)
 	if err != nil {
-		return nil, nil, err
+		return pollOutcome{}, err
 	}
-	if out := append(results, deadLetters...); len(out) > 0 {
-		if err := p.log.WriteResults(ctx, out); err != nil {
-			return nil, nil, fmt.Errorf("writing %d results and %d dead letters: %w", len(rows), len(deadLetters), err)
+	if written := append(results, deadLetters...); len(written) > 0 {
+		if err := p.log.WriteResults(ctx, written); err != nil {
+			return pollOutcome{}, fmt.Errorf("writing %d results and %d dead letters: %w", len(rows), len(deadLetters), err)
 		}
 	}
 	var changed []*studentEvents
@@ -357,19 +439,18 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) ([]appl
 	if len(changelog) > 0 {
 		offsets, err = p.log.WriteStates(ctx, changelog)
 		if err != nil {
-			return nil, nil, fmt.Errorf("writing %d states to changelog topic %q: %w", len(changelog), p.cfg.ChangelogTopic, err)
+			return pollOutcome{}, fmt.Errorf("writing %d states to changelog topic %q: %w", len(changelog), p.cfg.ChangelogTopic, err)
 		}
 		if len(offsets) != len(changelog) {
-			return nil, nil, fmt.Errorf("writing states to changelog topic %q: %d offsets for %d records", p.cfg.ChangelogTopic, len(offsets), len(changelog))
+			return pollOutcome{}, fmt.Errorf("writing states to changelog topic %q: %d offsets for %d records", p.cfg.ChangelogTopic, len(offsets), len(changelog))
 		}
 	}
-	states := make([]appliedState, len(changed))
+	out.states = make([]appliedState, len(changed))
 	for i, g := range changed {
-		states[i] = appliedState{gen: g.gen, rec: g.rec, changelogOffset: offsets[i]}
+		out.states[i] = appliedState{gen: g.gen, rec: g.rec, changelogOffset: offsets[i]}
 	}
-	p.progress.Applied.Add(int64(len(rows)))
-	p.progress.Rejected.Add(int64(len(deadLetters)))
-	return states, ackErrs, nil
+	out.applied, out.rejected = len(rows), len(deadLetters)
+	return out, nil
 }
 
 type partitionStudent struct {
@@ -377,31 +458,31 @@ type partitionStudent struct {
 	student   string
 }
 
-// startingState is the state the student's next event applies to: the
-// stored one, or no history when there is none or it cannot be used.
-func (p *EventPipeline) startingState(ctx context.Context, partition int32, student string) (state.Record, error) {
+// startingState is the state that student's next event (first, the
+// message) applies to: the stored one, or no history when there is none or
+// it cannot be used; then reset names the unusable state's model version
+// (and size) for the poll's log line.
+func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, student string) (rec state.Record, reset string, err error) {
+	partition := first.Partition
 	rec, found, err := p.store.Get(ctx, partition, student)
 	if err != nil {
-		return state.Record{}, fmt.Errorf("reading the state of student %q (partition %d): %w", student, partition, err)
+		// The student id stays out: this error ends in the worker's log.
+		return state.Record{}, "", fmt.Errorf("reading the stored state for the event at %s[%d] offset %d: %w", first.Topic, partition, first.Offset, err)
 	}
 	fresh := state.Record{StudentID: student, ModelVersion: p.cfg.ModelVersion, Partition: partition, Offset: -1,
 		State: make([]float32, p.engine.StateSize())}
 	if !found {
-		return fresh, nil
+		return fresh, "", nil
 	}
 	if rec.ModelVersion != p.cfg.ModelVersion || len(rec.State) != p.engine.StateSize() {
 		// A state only means something to the weights that produced it.
 		// Starting over is visible (metric, log); re-bootstrapping the
 		// changelog with `score --emit-state` avoids it.
-		p.progress.VersionResets.Add(1)
-		p.cfg.Log.Warn("dktscore: state of another model version not used; the student starts over (re-bootstrap the changelog after changing the model)",
-			"student", student, "partition", partition, "state_version", rec.ModelVersion, "state_size", len(rec.State),
-			"model_version", p.cfg.ModelVersion, "model_state_size", p.engine.StateSize())
-		return fresh, nil
+		return fresh, fmt.Sprintf("%s, %d floats", rec.ModelVersion, len(rec.State)), nil
 	}
 	rec.StudentID = student
 	rec.State = append([]float32(nil), rec.State...) // the store's copy is not changed before the poll commits
-	return rec, nil
+	return rec, "", nil
 }
 
 // step applies the pending events in rounds: round r takes the r-th pending
@@ -440,6 +521,11 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 		if err := errors.Join(errs...); err != nil {
 			return nil, fmt.Errorf("stepping %d students: %w", len(batch), err)
 		}
+		for _, run := range runs {
+			if err := p.checkFinite(msgs, run, r); err != nil {
+				return nil, err
+			}
+		}
 		p.progress.StepRuns.Add(int64(len(runs)))
 		p.progress.StepRows.Add(int64(len(batch)))
 		for _, run := range runs {
@@ -455,7 +541,11 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 			}
 		}
 	}
-	// Results in input order: readers of one partition see offsets ascending.
+	// Within a poll, results go out by partition and offset. Across messages
+	// and polls there is no order: result messages have no key (they spread
+	// over the output's partitions), at-least-once produces them
+	// concurrently, and a redelivery repeats earlier results. Consumers order
+	// (and deduplicate) by event_offset per source_partition.
 	slices.SortFunc(rows, func(a, b columnar.EventRow) int {
 		if c := cmp.Compare(a.SourcePartition, b.SourcePartition); c != 0 {
 			return c
@@ -463,6 +553,38 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 		return cmp.Compare(a.SourceOffset, b.SourceOffset)
 	})
 	return rows, nil
+}
+
+// checkFinite fails the poll when the model returned a NaN or infinite
+// state or mastery for a row of round r: written to the changelog, such a
+// state would be refused on every later read (DecodeRecord) and block the
+// partition for good, so nothing of the poll is written.
+func (p *EventPipeline) checkFinite(msgs []kafka.Message, run stepRun, r int) error {
+	size, s := p.engine.StateSize(), p.engine.NumSkills()
+	for j, g := range run.rows {
+		what, bad := "", float32(0)
+		if k := nonFinite(run.state[j*size : (j+1)*size]); k >= 0 {
+			what, bad = fmt.Sprintf("state[%d]", k), run.state[j*size+k]
+		} else if k := nonFinite(run.mastery[j*s : (j+1)*s]); k >= 0 {
+			what, bad = fmt.Sprintf("mastery[%d]", k), run.mastery[j*s+k]
+		} else {
+			continue
+		}
+		m := msgs[g.events[r]]
+		return fmt.Errorf("model %s returned %s = %v for the event at %s[%d] offset %d; nothing of this poll was written (a non-finite state would poison the changelog): check the model's weights, or roll back to a version that works",
+			p.cfg.ModelVersion, what, bad, m.Topic, m.Partition, m.Offset)
+	}
+	return nil
+}
+
+// nonFinite returns the index of the first NaN or infinity in v, or -1.
+func nonFinite(v []float32) int {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
 }
 
 // stepRun is one Step call of a round.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,7 @@ type memStore struct {
 	recs    map[partitionStudent]state.Record
 	durable map[partitionStudent]int64
 	dropped []int32
+	getErr  error // Get fails with it when set
 }
 
 func newMemStore() *memStore {
@@ -69,6 +72,9 @@ func newMemStore() *memStore {
 }
 
 func (s *memStore) Get(_ context.Context, partition int32, student string) (state.Record, bool, error) {
+	if s.getErr != nil {
+		return state.Record{}, false, s.getErr
+	}
 	r, ok := s.recs[partitionStudent{partition, student}]
 	return r, ok, nil
 }
@@ -417,6 +423,11 @@ func TestEventAbortedTransactionKeepsNoState(t *testing.T) {
 	if progress.Aborted.Load() != 1 || progress.Skipped.Load() != 0 {
 		t.Errorf("aborted %d skipped %d, want 1 and 0", progress.Aborted.Load(), progress.Skipped.Load())
 	}
+	// The aborted poll's application is not counted: the event was applied
+	// once for good.
+	if progress.Applied.Load() != 1 {
+		t.Errorf("applied = %d, want 1 (the aborted poll's event counts once, when its redelivery commits)", progress.Applied.Load())
+	}
 	if got := strings.Join(log.trace, ","); got != "results,states,commit(true),results,states,commit(true)" {
 		t.Errorf("trace %s", got)
 	}
@@ -526,5 +537,106 @@ func TestEventLargeRoundsRunConcurrently(t *testing.T) {
 		if fmt.Sprint(r.mastery) != fmt.Sprint(masteries[r.events-1]) {
 			t.Errorf("%s after %d events: %v, want %v", r.student, r.events, r.mastery, masteries[r.events-1])
 		}
+	}
+}
+
+// nanEngine is a broken model: row 1 of every run gets a NaN state.
+type nanEngine struct{ hashEngine }
+
+func (e *nanEngine) Step(ctx context.Context, skills, correct []int32, st, newState, mastery []float32) error {
+	if err := e.hashEngine.Step(ctx, skills, correct, st, newState, mastery); err != nil {
+		return err
+	}
+	if len(skills) > 1 {
+		newState[1*2+1] = float32(math.NaN())
+	}
+	return nil
+}
+
+func TestEventNonFiniteStatesAreNeverWritten(t *testing.T) {
+	log := &scriptedLog{polls: [][]kafka.Message{{event(0, 7, "a", 1, 1), event(0, 8, "b", 2, 0)}}, ackErrs: map[string]error{}}
+	store := newMemStore()
+	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/9", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+		&nanEngine{}, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PartitionsAssigned([]int32{0})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("Run = %v; want the poll failed over the NaN state", err)
+	}
+	for _, want := range []string{"dkt/9", "in[0] offset 8", "state[1] = NaN"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if got := strings.Join(log.trace, ","); got != "ack,ack,commit(false)" {
+		t.Errorf("trace %s; want nothing written, the poll ended and its events acked with the error", got)
+	}
+	if len(store.recs) != 0 {
+		t.Errorf("store holds %v; want nothing from the failed poll", store.recs)
+	}
+	for where, err := range log.ackErrs {
+		if err == nil {
+			t.Errorf("event %s acked as done", where)
+		}
+	}
+}
+
+// TestEventLogsNameNoStudent: what the pipeline logs and the errors it
+// returns (which end in serve's log) carry partitions and offsets, never a
+// student id; a poll's skips and unusable states are one line each.
+func TestEventLogsNameNoStudent(t *testing.T) {
+	var logged bytes.Buffer
+	store := newMemStore()
+	for _, s := range []string{"alice-secret", "bob-secret", "carol-secret"} {
+		store.Put(0, state.Record{StudentID: s, ModelVersion: "dkt/0", Partition: 0, Offset: 100, Events: 9, State: []float32{5, 7}})
+	}
+	store.Put(1, state.Record{StudentID: "dave-secret", ModelVersion: "dkt/1", Partition: 1, Offset: 20, Events: 3, State: []float32{3, 1}})
+	log := &scriptedLog{polls: [][]kafka.Message{{
+		event(0, 3, "alice-secret", 1, 1), event(0, 4, "bob-secret", 3, 0), event(0, 5, "carol-secret", 0, 0),
+		event(1, 18, "dave-secret", 1, 1), event(1, 20, "dave-secret", 1, 1), event(1, 21, "dave-secret", 2, 0),
+	}}, ackErrs: map[string]error{}}
+	progress := new(EventProgress)
+	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st",
+		Log: slog.New(slog.NewTextHandler(&logged, nil))}, &hashEngine{}, store, log, progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PartitionsAssigned([]int32{0, 1})
+	runPipeline(t, p)
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want 2 (one for the skips, one for the version resets):\n%s", len(lines), logged.String())
+	}
+	for _, want := range []string{"skipped=2", "partition 1 offsets 18..20 (2)", "students=3", `partition 0: 3 of \"dkt/0, 2 floats\"`, "model_version=dkt/1"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log does not say %q:\n%s", want, logged.String())
+		}
+	}
+	if strings.Contains(logged.String(), "secret") {
+		t.Errorf("log names a student:\n%s", logged.String())
+	}
+	if progress.Skipped.Load() != 2 || progress.VersionResets.Load() != 3 || progress.Applied.Load() != 4 {
+		t.Errorf("skipped %d, resets %d, applied %d; want 2, 3, 4", progress.Skipped.Load(), progress.VersionResets.Load(), progress.Applied.Load())
+	}
+
+	// A store that cannot read a state back: the error names where, not whom.
+	store.getErr = errors.New("changelog unreachable")
+	log = &scriptedLog{polls: [][]kafka.Message{{event(1, 22, "dave-secret", 1, 1)}}, ackErrs: map[string]error{}}
+	p, err = NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+		&hashEngine{}, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PartitionsAssigned([]int32{1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "in[1] offset 22") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("Run = %v; want an error naming partition 1 offset 22 and no student", err)
 	}
 }
