@@ -1,6 +1,6 @@
 """Re-exports a SavedModel written by dkt.train with every current signature.
 
-    python -m dkt.upgrade --model models/dkt/1 --out /tmp/dkt1 && mv ...
+    python -m dkt.upgrade --model models/dkt/1 --out models/dkt/2   # or in place: --model only
 
 The weights are read from the SavedModel's variables and loaded, unchanged, into
 a freshly built inference graph that carries predict, predict_ids and step. The
@@ -8,7 +8,6 @@ architecture (num_skills, hidden sizes) comes from the variables' shapes, so no
 training run is needed to add a signature to a model that is already trained.
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,9 @@ def architecture(weights):
             scope = m.group(1)
             layers[int(m.group(2))] = value.shape[1] // 4
     if not layers or scope is None:
-        raise SystemExit("no layer_N/rnn/lstm_cell/kernel variables: not a model written by dkt.train")
+        raise SystemExit("no layer_N/rnn/lstm_cell/kernel variables: not a model written by dkt.train. A checkpoint "
+                         "converted with dkt.convert keeps the origin's graph: dktscore serves it through predict, "
+                         "but it cannot get predict_ids or step")
     num_skills = weights[f"{scope}/b" if scope else "b"].shape[0]
     return scope, num_skills, [layers[i] for i in sorted(layers)]
 
@@ -56,19 +57,23 @@ def upgrade(model_dir, out_dir):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="SavedModel version directory written by dkt.train")
-    ap.add_argument("--out", help="where to write (default: replace --model in place)")
+    ap.add_argument("--out", help="where to write (default: replace --model in place). For a model a worker is "
+                                  "serving, write the next version number instead: the worker swaps to it")
     args = ap.parse_args(argv)
-    if args.out:
+    in_place = not args.out or os.path.abspath(args.out) == os.path.abspath(args.model)
+    if not in_place:
         upgrade(args.model, args.out)
     else:
-        # Write beside it, then swap, so a failure leaves the original intact.
+        # Write beside it, then move the original aside and the new one in:
+        # a failure at any point leaves one complete model at --model or
+        # beside it, never none.
         tmp = tempfile.mkdtemp(prefix=".upgrade-", dir=os.path.dirname(os.path.abspath(args.model)))
         staged = os.path.join(tmp, "model")
         upgrade(args.model, staged)
-        shutil.rmtree(args.model)
+        os.rename(args.model, os.path.join(tmp, "original"))
         os.rename(staged, args.model)
-        os.rmdir(tmp)
-    print(f"re-exported {args.out or args.model} with signatures predict, predict_ids, step", file=sys.stderr)
+        shutil.rmtree(tmp)
+    print(f"re-exported {args.model if in_place else args.out} with signatures predict, predict_ids, step", file=sys.stderr)
 
 
 if __name__ == "__main__":

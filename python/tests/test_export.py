@@ -94,3 +94,21 @@ def test_step_reproduces_predict_at_every_step(bundled_model, test_split):
                 worst = max(worst, float(np.abs(out["mastery"][b] - want[b, t]).max()))
     assert worst <= 1e-5, worst
     predictor.close()
+
+
+def test_upgrade_in_place_keeps_weights_and_side_files(bundled_model, test_split, tmp_path):
+    """dkt.upgrade re-exports in place: the same predict output, every signature, assets.extra kept."""
+    from dkt import upgrade
+    import shutil
+    model_dir = tmp_path / "dkt" / "1"
+    shutil.copytree(bundled_model, model_dir)
+    upgrade.main(["--model", str(model_dir), "--out", str(model_dir)])
+    assert (model_dir / "assets.extra" / "training.json").exists()
+    assert sorted(p.name for p in (tmp_path / "dkt").iterdir()) == ["1"], "no staging directory left behind"
+    students = data.read_dkt3(test_split)[:4]
+    padded = data.pad_batch(students, 124)
+    before, after = export.Predictor(bundled_model), export.Predictor(str(model_dir))
+    assert set(after.signatures) >= {"predict", "predict_ids", "step"}
+    np.testing.assert_array_equal(after.predict(padded), before.predict(padded))
+    before.close()
+    after.close()
