@@ -67,7 +67,8 @@ func (r Record) Encode() []byte {
 // but ErrTombstone wraps ErrBadRecord and says what is wrong.
 func DecodeRecord(key, value []byte) (Record, error) {
 	bad := func(format string, args ...any) (Record, error) {
-		return Record{}, fmt.Errorf("%w (key %q, %d bytes): "+format, append([]any{ErrBadRecord, truncate(key), len(value)}, args...)...)
+		// The key (a student id) stays out of the message: it ends in logs.
+		return Record{}, fmt.Errorf("%w (%d-byte value): "+format, append([]any{ErrBadRecord, len(value)}, args...)...)
 	}
 	if len(key) == 0 {
 		return bad("the key is empty; it must be the student_id")
@@ -76,7 +77,7 @@ func DecodeRecord(key, value []byte) (Record, error) {
 		return bad("the key is not valid UTF-8; student_id must be UTF-8")
 	}
 	if len(value) == 0 {
-		return Record{}, fmt.Errorf("%w (key %q)", ErrTombstone, truncate(key))
+		return Record{}, ErrTombstone
 	}
 	if len(value) < headerLen || string(value[:len(recordMagic)]) != recordMagic {
 		return bad("not a dktscore state record (no %q header); is another producer writing to the changelog topic?", recordMagic)
@@ -120,13 +121,4 @@ func DecodeRecord(key, value []byte) (Record, error) {
 		r.State[i] = v
 	}
 	return r, nil
-}
-
-// truncate keeps error messages short when a key is huge.
-func truncate(key []byte) string {
-	const limit = 64
-	if len(key) > limit {
-		return string(key[:limit]) + "…"
-	}
-	return string(key)
 }

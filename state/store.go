@@ -66,7 +66,6 @@ type StoreStats struct {
 	Fetches     int64 // evicted states read back through the Fetcher
 	FetchErrors int64 // failed read-backs
 	Restored    int64 // changelog records applied by Restore/RestoreValue
-	Discarded   int64 // pending states dropped by DiscardPending
 }
 
 // Store holds the carried state of the students of the partitions this
@@ -77,23 +76,26 @@ type StoreStats struct {
 //	on assignment of input partition p (kafka ConsumerConfig.OnAssigned):
 //	    DropPartition(p)                      // clears what late work may have left
 //	    changelog.Restore(ctx, p, func(k, v, off) error { return store.RestoreValue(p, k, v, off) })
-//	per poll:
+//	per poll (worker.EventPipeline):
 //	    rec, ok, err := Get(ctx, p, student)  // memory, else read back by offset
-//	    ... step ...
-//	    Put(p, newRecord)                     // at once: the next event of the student sees it
-//	    write results, then the changelog records (offsets come back)
-//	    Durable(p, student, changelogOffset, newRecord.Offset) // after the ack (EOS: after End commits)
-//	    mark the input offsets
-//	on a failed changelog write or an aborted transaction:
-//	    DiscardPending()                      // back to the last durable states
+//	    ... step the poll's events on a copy; a student's later events in the poll build on the copy ...
+//	    write results, then the changelog records (acked; their offsets come back)
+//	    commit (exactly-once: the transaction with the input offsets)
+//	    then, per student: Put(p, newRecord); Durable(p, student, changelogOffset, newRecord.Offset)
+//	    then mark the input offsets (at-least-once)
+//	a poll that fails or aborts before its commit touches nothing here: the
+//	    redelivered events find the states they were first applied to
 //	on revoke or loss of p (kafka ConsumerConfig.OnRevoked):
 //	    DropPartition(p)
 //
-// Pending states (Put, not yet Durable) are never evicted: the changelog
-// does not have them, so evicting would lose them. A durable state's
-// changelog offset is remembered when it is evicted, and Get reads it back
-// through the Fetcher, so memory holds at most MaxStudents durable states
-// whatever the number of students.
+// So the pipeline's states are pending (Put, not yet Durable) only for the
+// moment between the two calls. The Store still keeps the distinction for
+// any caller that Puts before the changelog write is acknowledged: pending
+// states are never evicted, since the changelog does not have them and
+// evicting would lose them. A durable state's changelog offset is
+// remembered when it is evicted, and Get reads it back through the Fetcher,
+// so memory holds at most MaxStudents durable states whatever the number of
+// students.
 //
 // Records returned by Get share their State slice with the Store: read it,
 // never modify it; Put a new Record instead.
@@ -193,18 +195,20 @@ func (s *Store) Get(ctx context.Context, partition int32, student string) (Recor
 }
 
 // fetch reads student's record at offset and checks it is the student's.
+// Its errors name the partition and offset, not the student: they end in
+// the worker's log, and student ids are kept out of logs.
 func (s *Store) fetch(ctx context.Context, partition int32, student string, offset int64) (Record, error) {
 	key, value, err := s.cfg.Fetch.Fetch(ctx, partition, offset)
 	if err != nil {
-		return Record{}, fmt.Errorf("state: reading back the evicted state of student %q from changelog partition %d offset %d: %w", student, partition, offset, err)
+		return Record{}, fmt.Errorf("state: reading back an evicted state from changelog partition %d offset %d: %w", partition, offset, err)
 	}
 	rec, err := DecodeRecord(key, value)
 	if err != nil {
-		return Record{}, fmt.Errorf("state: the evicted state of student %q at changelog partition %d offset %d: %w", student, partition, offset, err)
+		return Record{}, fmt.Errorf("state: the evicted state at changelog partition %d offset %d: %w", partition, offset, err)
 	}
 	if rec.StudentID != student {
-		return Record{}, fmt.Errorf("state: changelog partition %d offset %d holds the state of student %q, not of student %q: is another writer producing to the changelog? %w",
-			partition, offset, rec.StudentID, student, ErrBadRecord)
+		return Record{}, fmt.Errorf("state: changelog partition %d offset %d holds the state of another student than the one evicted from there: is another writer producing to the changelog? %w",
+			partition, offset, ErrBadRecord)
 	}
 	return rec, nil
 }
@@ -289,8 +293,9 @@ func (s *Store) Restore(partition int32, r Record, changelogOffset int64) {
 
 // RestoreValue decodes a raw changelog record (key = student_id) and applies
 // it like Restore; a tombstone (empty value) removes the student. It fits
-// kafka.Changelog.Restore's callback. A record that does not decode is
-// returned as an error wrapping ErrBadRecord, naming the key.
+// kafka.Changelog.Restore's callback, which adds the record's partition and
+// offset to an error. A record that does not decode is returned as an error
+// wrapping ErrBadRecord.
 func (s *Store) RestoreValue(partition int32, key, value []byte, changelogOffset int64) error {
 	r, err := DecodeRecord(key, value)
 	switch {
@@ -335,33 +340,6 @@ func (s *Store) DropPartition(partition int32) {
 		s.unlink(e)
 	}
 	delete(s.parts, partition)
-}
-
-// DiscardPending drops every pending state (Put and not yet Durable) and
-// returns how many it dropped. A student with an earlier durable state goes
-// back to it (Get reads it from the changelog); one without becomes unknown
-// again. Call it when the changelog write failed or an exactly-once
-// transaction aborted: the input events behind the pending states are
-// delivered again, and must find the state they were first applied to, or
-// they would be skipped as already applied.
-func (s *Store) DiscardPending() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, ps := range s.parts {
-		for student, e := range ps.live {
-			if e.durable {
-				continue
-			}
-			delete(ps.live, student)
-			if e.changelog >= 0 {
-				ps.evicted[student] = e.changelog
-			}
-			n++
-		}
-	}
-	s.stats.Discarded += int64(n)
-	return n
 }
 
 // EvictIdle evicts the durable states unused for StoreConfig.Idle and
