@@ -12,8 +12,10 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
   b  `dktscore score` end-to-end, file -> Parquet, process start to exit (model load included)
   c  `dktscore serve` end-to-end through Kafka: first produce -> last result consumed (after one
      warm-up record), plus per-record latency at a fixed offered load (--load x row c's throughput)
-  d  origin-style: Python TF on the same SavedModel, one sequence per session run
-  e  Python TF, length-sorted batches of --batch-size (same padded-steps budget as score)
+  d  origin-style: Python TF on the same SavedModel, one sequence per session run, on the origin
+     `predict` signature (what the origin's client sent)
+  e  Python TF, length-sorted batches of --batch-size (same padded-steps budget as score), on
+     `predict_ids` when the model has it (as dktscore runs it)
   f  `dktscore bench --rows f`: naive batching, --batch-size in file order padded to the longest
   g  `dktscore bench --rows g` (issue 8): the split replayed as events, carried LSTM state (one step
      per event) vs re-scoring the history per event (sampled); own section, see bench/events_row.py
@@ -288,6 +290,7 @@ def pct(sorted_values, p):
 # ---------------------------------------------------------------- d, e: Python TF (child process)
 def python_child(args):
     """Runs inside a child process: prints one JSON row for --python-row d or e."""
+    import numpy as np
     from dkt import data, export
     students = data.read_dkt3(INPUT)
     versions = sorted((p for p in MODEL.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -300,16 +303,33 @@ def python_child(args):
     real = sum(len(s.skills) for g in groups for s in g)
     computed = sum(len(g) * max(len(s.skills) for s in g) for g in groups)
 
+    # d is what the origin's client did: the one-hot predict signature. e is
+    # the best Python can do with the same SavedModel: predict_ids when the
+    # model has it, as dktscore runs it, so b÷e compares like with like.
+    signature = "predict_ids" if args.python_row == "e" and "predict_ids" in predictor.signatures else "predict"
+
+    def run_batch(g):
+        if signature == "predict":
+            return predictor.predict(data.pad_batch(g, num_skills))
+        steps = max(len(s.skills) for s in g)
+        skill_id = np.zeros((len(g), steps), np.int32)
+        correct = np.zeros((len(g), steps), np.int32)
+        for b, s in enumerate(g):
+            skill_id[b, :len(s.skills)] = s.skills
+            correct[b, :len(s.skills)] = s.correct
+        lengths = np.array([len(s.skills) for s in g], np.int32)
+        return predictor.run("predict_ids", skill_id=skill_id, correct=correct, sequence_len=lengths)
+
     def one_pass():
         start = time.perf_counter()
         for g in groups:
-            predictor.predict(data.pad_batch(g, num_skills))
+            run_batch(g)
         return time.perf_counter() - start
     for g in groups[:32]:  # warm-up
-        predictor.predict(data.pad_batch(g, num_skills))
+        run_batch(g)
     runs = [one_pass() for _ in range(args.runs)]
     print(json.dumps(dict(runs_s=runs, sequences=len(students), interactions=real, padding=real / computed,
-                          batches=len(groups))))
+                          batches=len(groups), signature=signature)))
 
 
 def python_rows(args):
@@ -322,7 +342,7 @@ def python_rows(args):
                                           "--batch-size", str(args.batch_size)])
         r = json.loads(stdout.strip().splitlines()[-1])
         out.append(row(key, name, r["runs_s"], r["sequences"], r["interactions"], r["padding"], maxrss,
-                       f"{r['batches']} session runs, TF default threads"))
+                       f"signature {r['signature']}, {r['batches']} session runs, TF default threads"))
     return out
 
 
