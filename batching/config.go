@@ -12,8 +12,10 @@ import (
 // the ASSISTments test split). Narrower buckets waste less compute on padding
 // but split the long tail of histories into more batches, and a batch costs
 // per padded step far more in TensorFlow's loop overhead than in arithmetic:
-// measured on the engine, 1.1 beat 1.05 clearly and matched 1.15–1.2, which
-// miss the 0.95 padding-efficiency goal (BENCHMARKS.md, "Tuning").
+// on the engine alone 1.05 and 1.1 are within noise of each other, but end to
+// end (`score`) 1.1 with batch 64 beat batch 32 at 1.05 (50.7k vs 42.4k
+// interactions/s), and 1.15–1.2 miss the 0.95 padding-efficiency goal
+// (BENCHMARKS.md, "Tuning").
 const DefaultBucketGrowth = 1.1
 
 // ErrInvalidConfig is wrapped by every problem Config.Validate reports.

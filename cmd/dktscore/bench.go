@@ -41,9 +41,12 @@ type benchRow struct {
 	SeqPerSec    float64   `json:"sequences_per_s"`
 	IntPerSec    float64   `json:"interactions_per_s"`
 	Padding      float64   `json:"padding_efficiency"`
-	PeakRSSKiB   int64     `json:"peak_rss_kib"` // VmHWM of this process after the row
-	Sessions     int       `json:"sessions"`
-	Threads      int       `json:"threads"`
+	// PeakRSSKiB is VmHWM of this process after the row: with several rows in
+	// one process it includes every earlier row's peak (bench/run.py runs
+	// one process per row for that reason).
+	PeakRSSKiB int64 `json:"peak_rss_kib"`
+	Sessions   int   `json:"sessions"`
+	Threads    int   `json:"threads"`
 }
 
 // benchCmd measures the engine alone, with no I/O or decoding in the timed part:
