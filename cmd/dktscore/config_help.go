@@ -79,9 +79,12 @@ func withFlags(vars []envVar, fs *flag.FlagSet) []envVar {
 func writeServeUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage: dktscore serve [flags]
 
-Scores JSON sequence records from Kafka and publishes Arrow IPC mastery
-messages; bad records go to a dead-letter topic. HTTP on DKTSCORE_HTTP_ADDR:
-/healthz, /readyz, /metrics (Prometheus, dktscore_*).
+Scores JSON records from Kafka and publishes Arrow IPC mastery messages; bad
+records go to a dead-letter topic. A record is a student's whole history by
+default (--mode sequences); with --mode events (DKTSCORE_MODE=events) it is
+one interaction, and each student's model state is carried from event to event
+in a compacted changelog topic. HTTP on DKTSCORE_HTTP_ADDR: /healthz, /readyz,
+/metrics (Prometheus, dktscore_*).
 
 Configured by these environment variables; a flag overrides its variable.
 A DKTSCORE_* variable not listed here is warned about at start. Every invalid
@@ -101,6 +104,7 @@ Environment:
 		fmt.Fprintf(w, "  %s (%s%s)\n        %s\n", v.Name, def, flags, v.Help)
 	}
 	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w) // PrintDefaults writes to the flag set's output, stderr for parse errors
 	fs.PrintDefaults()
 }
 
@@ -277,17 +281,19 @@ func configureServe(args, environ []string, stdout, stderr io.Writer) (cfg serve
 	cfg, envProblems := parseServeEnv(vars)
 	unknown = unknownServeEnv(vars)
 
+	if cfg.SupervisedWorker != "" {
+		unknown = nil // the supervising parent warned about this environment already
+	}
+
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A bad flag is reported below with everything else, not printed alone.
+	fs.SetOutput(io.Discard)
 	cfg.flags(fs)
-	fs.Usage = func() {} // --help is answered below, on stdout; errors get a short hint
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			writeServeUsage(stdout, fs)
-			return cfg, nil, 0, true
-		}
-		fmt.Fprintln(stderr, "Run 'dktscore serve --help' for every flag and variable.")
-		return cfg, nil, 2, true
+	fs.Usage = func() {} // --help is answered below, on stdout
+	flagProblems, help := parseServeFlags(fs, args)
+	if help {
+		writeServeUsage(stdout, fs)
+		return cfg, nil, 0, true
 	}
 
 	// A flag overrides its variable, so a bad value it replaced is no problem.
@@ -297,7 +303,7 @@ func configureServe(args, environ []string, stdout, stderr io.Writer) (cfg serve
 			overridden[name] = true
 		}
 	})
-	var problems []error
+	problems := flagProblems
 	for _, p := range envProblems {
 		if !overridden[p.variable] {
 			problems = append(problems, p)
@@ -322,6 +328,44 @@ func configureServe(args, environ []string, stdout, stderr io.Writer) (cfg serve
 	}
 	fmt.Fprintln(stderr, "Run 'dktscore serve --help' for every variable with its default and meaning.")
 	return cfg, unknown, 2, true
+}
+
+// parseServeFlags parses args into fs and returns every bad flag, not just
+// the first: after an error it goes on with the arguments that follow (the
+// flag package has consumed the bad one). help is true when --help or -h
+// appears among the flags.
+func parseServeFlags(fs *flag.FlagSet, args []string) (problems []error, help bool) {
+	// A flag whose value fails to parse may still have overwritten its field
+	// (the int flags store 0 first), and that zero would be reported again by
+	// the validation. Put back the value of every flag that was not set.
+	before := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = f.Value.String() })
+	defer func() {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		fs.VisitAll(func(f *flag.Flag) {
+			if !set[f.Name] && f.Value.String() != before[f.Name] {
+				f.Value.Set(before[f.Name])
+			}
+		})
+	}()
+	for {
+		err := fs.Parse(args)
+		switch {
+		case err == nil:
+			return problems, false
+		case errors.Is(err, flag.ErrHelp):
+			return problems, true
+		}
+		problems = append(problems, fmt.Errorf("command line: %w", err))
+		if len(fs.Args()) >= len(args) {
+			// Nothing consumed ("bad flag syntax: ---x"): stop, and leave no
+			// arguments behind to be reported again as unexpected.
+			fs.Parse(nil)
+			return problems, false
+		}
+		args = fs.Args()
+	}
 }
 
 // environ renders c as DKTSCORE_* assignments, one per variable of

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/dktscore/dktscore/gpu"
 )
 
 // problemLines are the "  - " lines of an invalid-configuration message,
@@ -47,6 +50,22 @@ func TestBadEnvironmentsAreReportedAllAtOnce(t *testing.T) {
 		{"bad flag value beside bad variables", []string{"DKTSCORE_MAX_POLL_RECORDS=0"}, []string{"--sessions", "0"},
 			[]string{"DKTSCORE_MAX_POLL_RECORDS 0 must be positive", "DKTSCORE_SESSIONS 0 must be at least 1"}, 2},
 		{"stray argument", nil, []string{"extra"}, []string{`unexpected argument "extra"`}, 1},
+		{"unparsable flag value beside bad variables", []string{"DKTSCORE_MAX_POLL_RECORDS=0", "DKTSCORE_MAX_DELAY=soon"},
+			[]string{"--sessions", "lots", "--batch-size=many", "--group", "g"},
+			[]string{`invalid value "lots" for flag -sessions`, `invalid value "many" for flag -batch-size`,
+				"DKTSCORE_MAX_POLL_RECORDS 0 must be positive", `DKTSCORE_MAX_DELAY: "soon"`}, 4},
+		{"unknown flag beside a bad variable", []string{"DKTSCORE_SESSIONS=0"}, []string{"--sesions", "2"},
+			[]string{"flag provided but not defined: -sesions", "DKTSCORE_SESSIONS 0 must be at least 1", `unexpected argument "2"`}, 3},
+		{"model version not a number", []string{"DKTSCORE_MODEL_VERSION=latest"}, nil,
+			[]string{`DKTSCORE_MODEL_VERSION "latest" is not a version number`}, 1},
+		{"negative model version", nil, []string{"--model-version", "-1"},
+			[]string{`DKTSCORE_MODEL_VERSION "-1" is not a version number`}, 1},
+		// batching's own messages name Go fields; an operator must read variables and flags.
+		{"batching limits", []string{"DKTSCORE_BATCH_SIZE=0", "DKTSCORE_MAX_DELAY=0s", "DKTSCORE_MAX_PADDED_STEPS=-5", "DKTSCORE_BUCKET_GROWTH=3"}, nil,
+			[]string{"DKTSCORE_BATCH_SIZE (--batch-size) 0 must be at least 1", "DKTSCORE_MAX_DELAY (--max-delay) 0s must be positive",
+				"DKTSCORE_MAX_PADDED_STEPS (--max-padded-steps) -5 must be positive", "DKTSCORE_BUCKET_GROWTH (--bucket-growth) 3 must be in (1, 2]"}, 4},
+		{"padded-steps budget beyond the input tensor", []string{"DKTSCORE_MAX_PADDED_STEPS=2000000000"}, nil,
+			[]string{"DKTSCORE_MAX_PADDED_STEPS (--max-padded-steps) 2000000000 is too large"}, 1},
 		{"everything at once, with the typo that explains it",
 			[]string{"DKTSCORE_MAX_DELAY=soon", "DKTSCORE_BATCH_SIZE=lots", "DKTSCORE_SESSIONS=-1",
 				"DKTSCORE_DELIVERY=at-most-once", "DKTSCORE_GPU_MEMORY_FRACTION=1.5", "DKTSCORE_SESIONS=4",
@@ -69,6 +88,11 @@ func TestBadEnvironmentsAreReportedAllAtOnce(t *testing.T) {
 			for _, w := range c.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("message does not contain %q:\n%s", w, msg)
+				}
+			}
+			for _, goName := range []string{"MaxBatchSize", "MaxDelay", "MaxPaddedSteps", "BucketGrowth", "leave it 0"} {
+				if strings.Contains(msg, goName) {
+					t.Errorf("message names Go field %q instead of a variable:\n%s", goName, msg)
 				}
 			}
 			// A value that failed to parse must not be judged again as its zero value.
@@ -95,6 +119,9 @@ func TestValidEnvironmentsStartWithWarningsOnly(t *testing.T) {
 		{"lower-case prefix", []string{"dktscore_model=/m"}, nil,
 			[]unknownVar{{Name: "dktscore_model", Suggestion: "DKTSCORE_MODEL"}}},
 		{"flag replaces a bad variable", []string{"DKTSCORE_SESSIONS=many"}, []string{"--sessions", "3"}, nil},
+		{"pinned model version", []string{"DKTSCORE_MODEL_VERSION=12"}, nil, nil},
+		// The supervisor's parent already warned about its environment.
+		{"supervised child", []string{"DKTSCORE_SUPERVISED_WORKER=gpu0", "DKTSCORE_SESIONS=4"}, nil, nil},
 		{"other programs' variables are none of our business", []string{"KAFKA_BROKERS=x", "DKTSCOREX=1"}, nil, nil},
 	}
 	for _, c := range cases {
@@ -161,10 +188,22 @@ func TestServeHelpListsEveryVariableWithDefaultAndMeaning(t *testing.T) {
 	if seen < 30 {
 		t.Fatalf("walked %d fields of serveConfig; the walk is broken", seen)
 	}
-	for _, flagName := range []string{"-brokers", "-group", "-delivery", "-sessions", "-gpus"} {
-		if !strings.Contains(help, flagName) {
-			t.Errorf("serve --help does not show flag %s", flagName)
+	// The flag list is on stdout, after "Flags:" (the env section names flags
+	// too, so a bare substring would not tell).
+	_, flagSection, ok := strings.Cut(help, "\nFlags:\n")
+	if !ok {
+		t.Fatalf("serve --help has no Flags: section on stdout:\n%s", help)
+	}
+	for _, flagName := range []string{"brokers", "group", "delivery", "sessions", "gpus", "mode"} {
+		if !regexp.MustCompile(`(?m)^  -` + flagName + `\b`).MatchString(flagSection) {
+			t.Errorf("serve --help does not list flag -%s after Flags:", flagName)
 		}
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("serve --help wrote to stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(help, "--mode events") {
+		t.Error("serve --help does not mention event mode (--mode events)")
 	}
 }
 
@@ -206,5 +245,46 @@ func TestEnvironCarriesTheResolvedConfigToChildren(t *testing.T) {
 	}
 	if cfg.Mode != "events" || cfg.Sessions != 3 || len(cfg.Brokers) != 2 {
 		t.Fatalf("flags or environment not applied: %+v", cfg)
+	}
+}
+
+// Supervised children must not share a transactional id: the broker fences
+// all but the latest producer of an id, so two children with one id would
+// abort each other's transactions forever.
+func TestChildEnvGivesEachWorkerItsOwnTransactionalID(t *testing.T) {
+	plan, err := gpu.Plan([]gpu.Device{{Index: 0, UUID: "GPU-a"}, {Index: 1, UUID: "GPU-b"}}, gpu.Selection{All: true}, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		env     []string
+		wantIDs []string // per child; "" = unset (the child derives GROUP-HOSTNAME-PID)
+	}{
+		{"set", []string{"DKTSCORE_DELIVERY=exactly-once", "DKTSCORE_KAFKA_TRANSACTIONAL_ID=scorer-7"},
+			[]string{"scorer-7-" + plan[0].Name(), "scorer-7-" + plan[1].Name()}},
+		{"unset", []string{"DKTSCORE_DELIVERY=exactly-once"}, []string{"", ""}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, _, code, done := configureServe(nil, c.env, io.Discard, io.Discard)
+			if done {
+				t.Fatalf("configureServe stopped with exit %d", code)
+			}
+			for i, p := range plan {
+				// The parent's own environment holds the unsuffixed id too; the child's entry must win.
+				env := environMap(childEnv(c.env, cfg, p, "127.0.0.1:9000"))
+				child, problems := parseServeEnv(env)
+				if len(problems) > 0 {
+					t.Fatalf("child %s cannot parse its environment: %v", p.Name(), problems)
+				}
+				if child.TransactionalID != c.wantIDs[i] {
+					t.Errorf("child %s transactional id %q, want %q", p.Name(), child.TransactionalID, c.wantIDs[i])
+				}
+				if child.SupervisedWorker != p.Name() || child.HTTPAddr != "127.0.0.1:9000" {
+					t.Errorf("child %s: supervised worker %q, http %q", p.Name(), child.SupervisedWorker, child.HTTPAddr)
+				}
+			}
+		})
 	}
 }

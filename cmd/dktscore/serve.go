@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,17 +36,17 @@ import (
 // tags (config_help.go), and a test fails for a field without one.
 type serveConfig struct {
 	Brokers         []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" envSeparator:"," help:"Kafka bootstrap brokers, host:port, comma-separated"`
-	InputTopic      string        `env:"KAFKA_INPUT_TOPIC" envDefault:"dkt.interactions" help:"topic of JSON sequence records to score"`
+	InputTopic      string        `env:"KAFKA_INPUT_TOPIC" envDefault:"dkt.interactions" help:"topic of JSON records to score: whole histories (sequences mode) or one interaction each (events mode)"`
 	OutputTopic     string        `env:"KAFKA_OUTPUT_TOPIC" envDefault:"dkt.mastery" help:"topic for Arrow IPC mastery messages"`
 	DeadLetterTopic string        `env:"KAFKA_DEAD_LETTER_TOPIC" envDefault:"dkt.interactions.dlq" help:"topic for bad records, with the reason in header dktscore-reason"`
 	Group           string        `env:"KAFKA_GROUP" envDefault:"dktscore" help:"Kafka consumer group; workers of one group share the input partitions"`
 	Delivery        string        `env:"DELIVERY" envDefault:"at-least-once" help:"at-least-once (commit after the results are acknowledged) or exactly-once (Kafka transactions)"`
-	TransactionalID string        `env:"KAFKA_TRANSACTIONAL_ID" help:"exactly-once only: producer id, stable per worker and unique among workers; unset = GROUP-HOSTNAME-PID"`
+	TransactionalID string        `env:"KAFKA_TRANSACTIONAL_ID" help:"exactly-once only: producer id, stable per worker and unique among workers; unset = GROUP-HOSTNAME-PID; with several GPUs each worker gets ID-<worker name> (ID-gpu0, ...)"`
 	CreateTopics    int           `env:"CREATE_TOPICS_PARTITIONS" envDefault:"0" help:"create missing topics with this many partitions at start; 0 = never"`
 	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"1000000" help:"input messages larger than this are dead-lettered undecoded"`
 	MaxPollRecords  int           `env:"MAX_POLL_RECORDS" envDefault:"500" help:"most records fetched per poll"`
 	Model           string        `env:"MODEL" envDefault:"models/dkt" help:"SavedModel base directory in TF Serving's NAME/VERSION layout, or one version directory"`
-	ModelVersion    string        `env:"MODEL_VERSION" help:"serve only this version of DKTSCORE_MODEL; unset = the highest"`
+	ModelVersion    string        `env:"MODEL_VERSION" help:"serve only this version of DKTSCORE_MODEL (a non-negative integer, the version directory's name); unset = the highest"`
 	ModelPoll       time.Duration `env:"MODEL_POLL_INTERVAL" envDefault:"10s" help:"how often DKTSCORE_MODEL is checked for new versions; 0 = never (sequence mode: event mode serves the version it started with)"`
 	Sessions        int           `env:"SESSIONS" envDefault:"2" help:"concurrent TensorFlow sessions (batches scored at once)"`
 	Threads         int           `env:"THREADS" envDefault:"0" help:"intra-op threads per session; 0 = cores ÷ sessions"`
@@ -73,6 +75,9 @@ type serveConfig struct {
 	ChangelogTopic   string        `env:"KAFKA_CHANGELOG_TOPIC" envDefault:"dkt.state" help:"events mode: compacted topic of per-student states, with as many partitions as the input topic"`
 	StateMaxStudents int           `env:"STATE_MAX_STUDENTS" envDefault:"100000" help:"events mode: most student states held in memory (about 1.6 KB each for the bundled model)"`
 	StateIdle        time.Duration `env:"STATE_IDLE" envDefault:"10m" help:"events mode: a student without events for this long is evicted from memory (the changelog keeps it)"`
+	// Set by the supervisor, not by operators: a child skips the warnings its
+	// parent already gave about the same environment.
+	SupervisedWorker string `env:"SUPERVISED_WORKER" help:"set by serve itself for each worker process it supervises (the worker's name, e.g. gpu0); leave it unset"`
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -81,17 +86,17 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 		c.Brokers = strings.Split(v, ",")
 		return nil
 	})
-	fs.StringVar(&c.InputTopic, "input-topic", c.InputTopic, "topic of JSON sequence records (DKTSCORE_KAFKA_INPUT_TOPIC)")
+	fs.StringVar(&c.InputTopic, "input-topic", c.InputTopic, "topic of JSON records: histories, or single interactions with --mode events (DKTSCORE_KAFKA_INPUT_TOPIC)")
 	fs.StringVar(&c.OutputTopic, "output-topic", c.OutputTopic, "topic for Arrow IPC mastery messages (DKTSCORE_KAFKA_OUTPUT_TOPIC)")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "topic for bad records (DKTSCORE_KAFKA_DEAD_LETTER_TOPIC)")
 	fs.StringVar(&c.Group, "group", c.Group, "consumer group (DKTSCORE_KAFKA_GROUP)")
 	fs.StringVar(&c.Delivery, "delivery", c.Delivery, "at-least-once | exactly-once (DKTSCORE_DELIVERY)")
-	fs.StringVar(&c.TransactionalID, "transactional-id", c.TransactionalID, "exactly-once: unique per worker (DKTSCORE_KAFKA_TRANSACTIONAL_ID; default GROUP-HOSTNAME-PID)")
+	fs.StringVar(&c.TransactionalID, "transactional-id", c.TransactionalID, "exactly-once: unique per worker; with several GPUs each worker gets ID-<worker name> (DKTSCORE_KAFKA_TRANSACTIONAL_ID; default GROUP-HOSTNAME-PID)")
 	fs.IntVar(&c.CreateTopics, "create-topics", c.CreateTopics, "create missing topics with this many partitions; 0 = never (DKTSCORE_CREATE_TOPICS_PARTITIONS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "larger input messages are dead-lettered (DKTSCORE_MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.MaxPollRecords, "max-poll-records", c.MaxPollRecords, "records per poll (DKTSCORE_MAX_POLL_RECORDS)")
 	fs.StringVar(&c.Model, "model", c.Model, "SavedModel base directory in NAME/VERSION layout; the highest version is served and newer ones are loaded as they appear (DKTSCORE_MODEL)")
-	fs.StringVar(&c.ModelVersion, "model-version", c.ModelVersion, "serve only this version of --model; empty = the highest (DKTSCORE_MODEL_VERSION)")
+	fs.StringVar(&c.ModelVersion, "model-version", c.ModelVersion, "serve only this version of --model, a non-negative integer; empty = the highest (DKTSCORE_MODEL_VERSION)")
 	fs.DurationVar(&c.ModelPoll, "model-poll-interval", c.ModelPoll, "how often --model is checked for new versions; 0 = never (DKTSCORE_MODEL_POLL_INTERVAL)")
 	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "concurrent TensorFlow sessions (DKTSCORE_SESSIONS)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "intra-op threads per session, 0 = cores ÷ sessions (DKTSCORE_THREADS)")
@@ -124,6 +129,11 @@ func (c serveConfig) validate() error {
 	add(c.MaxMessageBytes < 1, "DKTSCORE_MAX_MESSAGE_BYTES %d must be positive", c.MaxMessageBytes)
 	add(c.MaxPollRecords < 1, "DKTSCORE_MAX_POLL_RECORDS %d must be positive", c.MaxPollRecords)
 	add(c.Sessions < 1, "DKTSCORE_SESSIONS %d must be at least 1", c.Sessions)
+	if c.ModelVersion != "" {
+		v, err := strconv.ParseInt(c.ModelVersion, 10, 64)
+		add(err != nil || v < 0, "DKTSCORE_MODEL_VERSION %q is not a version number; name a version directory of DKTSCORE_MODEL (a non-negative integer, e.g. 1) or leave it unset to serve the highest",
+			c.ModelVersion)
+	}
 	add(c.ModelPoll < 0, "DKTSCORE_MODEL_POLL_INTERVAL %v is negative; use 0 to never look for new versions", c.ModelPoll)
 	add(c.ShutdownTimeout <= 0, "DKTSCORE_SHUTDOWN_TIMEOUT %v must be positive", c.ShutdownTimeout)
 	_, _, addrErr := net.SplitHostPort(c.HTTPAddr)
@@ -131,7 +141,7 @@ func (c serveConfig) validate() error {
 	_, gpusErr := gpu.ParseSelection(c.GPUs)
 	errs = append(errs, gpusErr)
 	add(c.GPUMemFraction < 0 || c.GPUMemFraction > 1, "DKTSCORE_GPU_MEMORY_FRACTION %v is outside (0, 1]; 0 keeps TensorFlow's default", c.GPUMemFraction)
-	errs = append(errs, c.consumer().Validate(), c.batching(0).Validate())
+	errs = append(errs, c.consumer().Validate(), c.batchingProblems(1))
 	errs = append(errs, c.eventProblems())
 	return errors.Join(errs...)
 }
@@ -151,14 +161,42 @@ func (c serveConfig) consumer() kafka.ConsumerConfig {
 		MaxPollRecords: c.MaxPollRecords, ReadCommitted: c.Delivery == "exactly-once"}
 }
 
-// batching builds the batcher config; numSkills is 0 before the model is loaded
-// (validation then checks everything else).
+// batching builds the batcher config; batchingProblems has checked it.
 func (c serveConfig) batching(numSkills int) batching.Config {
-	if numSkills == 0 {
-		numSkills = 1
-	}
 	return batching.Config{NumSkills: numSkills, MaxBatchSize: c.BatchSize, MaxDelay: c.MaxDelay,
 		MaxPaddedSteps: c.MaxPaddedSteps, BucketGrowth: c.BucketGrowth}
+}
+
+// batchingProblems checks the batching settings as batching.Config.Validate
+// does, in the operator's terms: batching's own messages name Go fields
+// (MaxBatchSize) and a zero BucketGrowth that serve never passes. numSkills
+// is 1 before the model is loaded and the model's num_skills after, when the
+// padded-steps budget is checked again against the real input_x size.
+func (c serveConfig) batchingProblems(numSkills int) error {
+	var errs []error
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	add(c.BatchSize < 1, "DKTSCORE_BATCH_SIZE (--batch-size) %d must be at least 1; set the most sequences per batch, e.g. 64", c.BatchSize)
+	add(c.MaxDelay <= 0, "DKTSCORE_MAX_DELAY (--max-delay) %v must be positive; set how long a partly filled batch may wait, e.g. 50ms", c.MaxDelay)
+	add(c.MaxPaddedSteps < 1, "DKTSCORE_MAX_PADDED_STEPS (--max-padded-steps) %d must be positive; set the budget on batch size × padded length, e.g. 32768", c.MaxPaddedSteps)
+	// The budget becomes a one-hot input_x of MaxPaddedSteps × 2 × num_skills
+	// floats when the model has no predict_ids signature.
+	if limit := math.MaxInt32 / (2 * numSkills); c.MaxPaddedSteps > limit {
+		add(true, "DKTSCORE_MAX_PADDED_STEPS (--max-padded-steps) %d is too large for a model of %d skills (its input tensor would exceed %d elements); set it to at most %d",
+			c.MaxPaddedSteps, numSkills, math.MaxInt32, limit)
+	}
+	g := c.BucketGrowth
+	add(!(g > 1 && g <= 2), "DKTSCORE_BUCKET_GROWTH (--bucket-growth) %v must be in (1, 2]; e.g. 1.1, the measured default", g) // written so NaN is rejected too
+	if len(errs) == 0 {
+		// Anything batching checks that the lines above do not.
+		if err := c.batching(numSkills).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("DKTSCORE_BATCH_SIZE, DKTSCORE_MAX_DELAY, DKTSCORE_MAX_PADDED_STEPS or DKTSCORE_BUCKET_GROWTH: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func serveCmd(args []string, stdout, stderr io.Writer) int {
@@ -172,7 +210,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	slog.SetDefault(log) // the Kafka client, the supervisor and the model reloads log through it
-	for _, u := range unknown {
+	for _, u := range unknown { // empty in a supervised child: its parent warned
 		log.Warn("environment variable is not read by dktscore serve", "variable", u.Name, "did_you_mean", u.Suggestion)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -228,12 +266,9 @@ func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement
 	var children []supervise.Child
 	for i, p := range plan {
 		addr := net.JoinHostPort(host, strconv.Itoa(port+1+i))
-		// Later entries win: the parent's resolved config over its environment,
-		// then the child's device and port.
-		env := append(append(os.Environ(), cfg.environ()...), p.ChildEnv()...)
 		children = append(children, supervise.Child{
 			Name: p.Name(), Path: self, Args: []string{"serve"},
-			Env:       append(env, "DKTSCORE_HTTP_ADDR="+addr),
+			Env:       childEnv(os.Environ(), cfg, p, addr),
 			HealthURL: "http://" + addr + "/healthz", ReadyURL: "http://" + addr + "/readyz",
 			Labels: map[string]string{"http": addr, "memory_fraction": strconv.FormatFloat(p.MemoryFraction, 'g', -1, 64)},
 		})
@@ -257,6 +292,22 @@ func superviseWorkers(ctx context.Context, cfg serveConfig, plan []gpu.Placement
 	return sup.Run(ctx)
 }
 
+// childEnv is the environment of the supervised worker for placement p,
+// listening on addr. Later entries win (exec.Cmd keeps the last of a name):
+// the parent's resolved config over its environment, then what differs per
+// child — its device, its port, its name, and its transactional id: children
+// sharing one id would fence each other's transactions forever, so a set id
+// becomes ID-<worker name>. An unset id stays unset: each child derives
+// GROUP-HOSTNAME-PID from its own pid.
+func childEnv(parent []string, cfg serveConfig, p gpu.Placement, addr string) []string {
+	env := append(append(slices.Clip(parent), cfg.environ()...), p.ChildEnv()...)
+	env = append(env, "DKTSCORE_HTTP_ADDR="+addr, "DKTSCORE_SUPERVISED_WORKER="+p.Name())
+	if cfg.TransactionalID != "" {
+		env = append(env, "DKTSCORE_KAFKA_TRANSACTIONAL_ID="+cfg.TransactionalID+"-"+p.Name())
+	}
+	return env
+}
+
 func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *slog.Logger) error {
 	if cfg.Mode == modeEvents {
 		return serveEvents(ctx, cfg, placement, log)
@@ -274,6 +325,9 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 	// Only what every version shares is read from the first one: its name and
 	// num_skills (a version with other num_skills is refused).
 	m := versions.Current()
+	if err := cfg.batchingProblems(m.NumSkills); err != nil {
+		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
+	}
 	if cfg.ModelPoll > 0 {
 		go versions.Watch(ctx, cfg.ModelPoll)
 	}
