@@ -210,7 +210,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	slog.SetDefault(log) // the Kafka client, the supervisor and the model reloads log through it
-	for _, u := range unknown { // empty in a supervised child: its parent warned
+	// unknown is empty in a supervised child: its parent warned already.
+	for _, u := range unknown {
 		log.Warn("environment variable is not read by dktscore serve", "variable", u.Name, "did_you_mean", u.Suggestion)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
