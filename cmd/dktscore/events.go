@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -60,7 +61,28 @@ func (c serveConfig) eventProblems() error {
 	if c.StateIdle <= 0 {
 		errs = append(errs, fmt.Errorf("DKTSCORE_STATE_IDLE %v must be positive", c.StateIdle))
 	}
+	if err := c.pinnedModelProblem(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// pinnedModelProblem refuses an unpinned model in event mode. A base
+// directory serves its highest version at each start, so a version dropped
+// there for sequence mode's hot reload would be picked up by the next
+// restart of an event worker, and every student's state (valid only for the
+// weights that produced it) would silently start over and be overwritten.
+func (c serveConfig) pinnedModelProblem() error {
+	if c.ModelVersion != "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(c.Model, "saved_model.pb")); err == nil {
+		return nil // a version directory: pinned by its path
+	}
+	return fmt.Errorf("event mode needs a pinned model version, and DKTSCORE_MODEL %q is a base directory whose highest version would be loaded at each start: "+
+		"a new version dropped there would reset every student's state on the next restart (a state is valid only for the model version that produced it); "+
+		"set DKTSCORE_MODEL_VERSION (e.g. 1) or point DKTSCORE_MODEL at a version directory (e.g. %s)",
+		c.Model, filepath.Join(c.Model, "1"))
 }
 
 // serveEvents runs event mode: one interaction per input message, each
@@ -73,11 +95,13 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 	if err != nil {
 		return err
 	}
-	// The version loaded at start is the one served until the worker stops:
-	// versions are never polled here. DKTSCORE_MODEL_VERSION (or a version
-	// directory in DKTSCORE_MODEL) pins it explicitly.
-	versions, err := model.OpenVersions(model.VersionsConfig{Base: cfg.Model, Pin: cfg.ModelVersion,
-		Load: model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}})
+	// The version is pinned (DKTSCORE_MODEL_VERSION or a version directory
+	// in DKTSCORE_MODEL; eventProblems refuses anything else) and never
+	// polled here: it is served until the worker stops. openVersions exports
+	// which version serves (dktscore_model_version_info) and the load
+	// (dktscore_model_reloads_total), as in sequence mode.
+	registry := prometheus.NewRegistry()
+	versions, err := openVersions(cfg, model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}, registry)
 	if err != nil {
 		return err
 	}
@@ -153,7 +177,6 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 		return nil
 	}
 
-	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ping func(context.Context) error
 	var closeKafka func(context.Context) error
