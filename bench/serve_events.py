@@ -69,7 +69,7 @@ def time_run(stream, brokers, partitions, delivery, port):
                DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq, DKTSCORE_KAFKA_CHANGELOG_TOPIC=state,
                DKTSCORE_CREATE_TOPICS_PARTITIONS=str(partitions), DKTSCORE_KAFKA_GROUP=f"bench-{run}",
                DKTSCORE_MODE="events", DKTSCORE_DELIVERY=delivery, DKTSCORE_HTTP_ADDR=f"127.0.0.1:{port}",
-               DKTSCORE_MODEL=str(ROOT / "models/dkt"), TF_CPP_MIN_LOG_LEVEL="2")
+               DKTSCORE_MODEL=str(ROOT / "models/dkt"), DKTSCORE_MODEL_VERSION="1", TF_CPP_MIN_LOG_LEVEL="2")
     serve = subprocess.Popen([DKTSCORE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{run}", "auto.offset.reset": "earliest",
                          "isolation.level": "read_committed"})

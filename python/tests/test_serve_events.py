@@ -85,8 +85,9 @@ def topics(name):
 
 
 def events_worker(tmp_path, inp, out, dlq, changelog, group, **extra):
+    # Event mode refuses an unpinned model: a new version in models/dkt would reset every state.
     return Serve(tmp_path, inp, out, dlq, group, mode="events", kafka_changelog_topic=changelog,
-                 create_topics_partitions=PARTITIONS, **extra)
+                 create_topics_partitions=PARTITIONS, model_version=1, **extra)
 
 
 def check_against_prefix_scores(rows, prefix_scores):
@@ -138,6 +139,8 @@ def test_events_equal_prefix_scores(tmp_path, students, prefix_scores):
     assert seen == {sid: len(s.skills) for sid, s in students.items()}
     assert metrics["dktscore_events_applied_total"] == len(stream)
     assert metrics["dktscore_events_skipped_total"] == 0
+    assert metrics['dktscore_model_version_info{version="dkt/1"}'] == 1
+    assert metrics['dktscore_model_reloads_total{result="loaded"}'] == 1
     assert metrics["dktscore_dead_lettered_total"] == 0
     # Events of many students share a step run: fewer runs than events.
     assert metrics["dktscore_step_runs_total"] < len(stream)
