@@ -95,6 +95,7 @@ func TestChangelogRestoreLatestPerKey(t *testing.T) {
 		{kv(topic, part, "alice", "a3"), kv(topic, part, "bob", "b2"), kv(topic, part, "carol", "")}, // carol deleted
 	}
 	wantOffset := map[string]int64{}
+	firstOffset := int64(-1) // of the partition's first record
 	for i, b := range batches {
 		offsets, err := p.ProduceToPartitions(ctx, b)
 		if err != nil {
@@ -102,6 +103,9 @@ func TestChangelogRestoreLatestPerKey(t *testing.T) {
 		}
 		for j, m := range b {
 			wantOffset[string(m.Key)] = offsets[j]
+		}
+		if i == 0 {
+			firstOffset = offsets[0]
 		}
 	}
 	delete(wantOffset, "carol")
@@ -145,10 +149,13 @@ func TestChangelogRestoreLatestPerKey(t *testing.T) {
 		t.Fatalf("a later Restore misses erin: %v", got.latest)
 	}
 
-	// fn's error stops the restore and comes back wrapped.
+	// fn's error stops the restore and comes back wrapped, naming the topic,
+	// partition and offset but not the key (a student id: the error is logged).
 	boom := errors.New("bad state record")
-	if _, err := cl.Restore(ctx, part, func([]byte, []byte, int64) error { return boom }); !errors.Is(err, boom) || !strings.Contains(err.Error(), topic) {
-		t.Fatalf("Restore with a failing fn = %v, want the fn's error, naming the topic", err)
+	_, err = cl.Restore(ctx, part, func([]byte, []byte, int64) error { return boom })
+	where := fmt.Sprintf("%s[%d]: the record at offset %d", topic, part, firstOffset)
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), where) || strings.Contains(err.Error(), "alice") {
+		t.Fatalf("Restore with a failing fn = %v, want the fn's error naming %q and no key", err, where)
 	}
 }
 
@@ -283,16 +290,21 @@ func TestCheckChangelogTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	fewer, deleting, fine := uniqueName(t, "fewer"), uniqueName(t, "deleting"), uniqueName(t, "fine")
+	both := uniqueName(t, "both")
 	if err := EnsureCompactedTopics(ctx, client, 2, fewer); err != nil {
 		t.Fatal(err)
 	}
 	if err := EnsureTopics(ctx, client, 3, deleting); err != nil {
 		t.Fatal(err)
 	}
+	compactDelete := "compact,delete"
+	if err := ensureTopics(ctx, client, 3, map[string]*string{"cleanup.policy": &compactDelete}, both); err != nil {
+		t.Fatal(err)
+	}
 	if err := EnsureChangelogTopic(ctx, client, fine, in); err != nil {
 		t.Fatalf("EnsureChangelogTopic: %v", err)
 	}
-	waitForTopics(ctx, t, client, fewer, deleting)
+	waitForTopics(ctx, t, client, fewer, deleting, both)
 	for _, tc := range []struct {
 		name, changelog, input string
 		want                   []string // substrings of the error; nil: no error
@@ -300,6 +312,7 @@ func TestCheckChangelogTopic(t *testing.T) {
 		{"matching compacted changelog", fine, in, nil},
 		{"partition counts differ", fewer, in, []string{fewer, in, "has 2 partitions", "has 3", "recreate the changelog with 3 partitions"}},
 		{"not compacted", deleting, in, []string{deleting, "cleanup.policy=delete", "cleanup.policy=compact"}},
+		{"compacted and deleted", both, in, []string{both, "cleanup.policy=compact,delete", "compact alone"}},
 		{"changelog missing", uniqueName(t, "missing"), in, []string{"does not exist", "3 partitions", in, "cleanup.policy=compact"}},
 		{"input missing", fine, uniqueName(t, "noinput"), []string{"input topic", "does not exist"}},
 	} {
