@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -12,8 +13,14 @@ import (
 )
 
 // Metrics are the pipeline's Prometheus collectors, all named dktscore_*.
-// Record counts read Progress directly, so nothing is counted twice; the rest
-// are fed by ObserveBatch, CountRejects and WatchBatcher.
+// Record counts read Progress directly, so no record is counted twice by two
+// collectors; the rest are fed by ObserveBatch, CountRejects and WatchBatcher.
+//
+// The counters count work done, not work committed: a redelivered record —
+// at-least-once after a crash or a rebalance, exactly-once after an aborted
+// transaction (RunTransactions) — is read, scored or dead-lettered, and
+// counted, again. Their help says so; consumers count distinct results by
+// source offset.
 type Metrics struct {
 	batchSize prometheus.Histogram
 	flushes   *prometheus.CounterVec
@@ -25,6 +32,9 @@ type Metrics struct {
 	// batcher reads the running batcher's counters; nil between runs.
 	batcher atomic.Pointer[func() batching.Stats]
 }
+
+// redelivered ends the help of the record counters.
+const redelivered = "; a redelivered record counts again (at-least-once: after a crash or rebalance; exactly-once: after an aborted transaction, whose writes are discarded)."
 
 // NewMetrics registers the collectors on reg. lag, when not nil, reports the
 // consumer group's commit lag (it is called on each scrape). The caller keeps
@@ -39,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 		inference: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dktscore_inference_seconds",
 			Help: "Session run time per batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dktscore_rejects_total",
-			Help: "Bad records dead-lettered, by kind of problem (the full reason is in the dead letter's dktscore-reason header)."},
+			Help: "Bad records dead-lettered, by kind of problem (the full reason is in the dead letter's dktscore-reason header)" + redelivered},
 			[]string{"kind"}),
 	}
 	// Every known label value starts at 0 so that rate() and sums see the
@@ -57,9 +67,9 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v)
 	}
 	reg.MustRegister(m.batchSize, m.flushes, m.inference, m.rejects,
-		counter("dktscore_consumed_total", "Records read from the input (intake), good and bad.", progress.Consumed.Load),
-		counter("dktscore_scored_total", "Students scored and written to the output.", progress.Students.Load),
-		counter("dktscore_dead_lettered_total", "Bad records sent to the dead-letter topic or rejects file.", progress.Rejected.Load),
+		counter("dktscore_consumed_total", "Records read from the input (intake), good and bad"+redelivered, progress.Consumed.Load),
+		counter("dktscore_scored_total", "Students scored and written to the output"+redelivered, progress.Students.Load),
+		counter("dktscore_dead_lettered_total", "Bad records sent to the dead-letter topic or rejects file"+redelivered, progress.Rejected.Load),
 		counter("dktscore_real_steps_total", "Interactions fed to the model.", m.realSteps.Load),
 		counter("dktscore_computed_steps_total", "Padded steps computed (batch × max_steps); real ÷ computed is the padding efficiency.",
 			m.computedSteps.Load),
@@ -172,10 +182,18 @@ var rejectPhrases = []struct{ phrase, kind string }{
 	{"must be 0 or 1", RejectBadCorrect},
 }
 
-// RejectKind classifies a reject reason into one of RejectKinds.
+// quotedValue matches a Go-quoted string (strconv.Quote, %q): the decoders
+// quote every value they take from a record that way.
+var quotedValue = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// RejectKind classifies a reject reason into one of RejectKinds. Only the
+// reason's own wording counts: the quoted values are cut out first, so a
+// record cannot choose its kind by carrying a phrase (skills: ["timestamp"]
+// is malformed, not a bad timestamp).
 func RejectKind(reason string) string {
+	wording := quotedValue.ReplaceAllString(reason, `""`)
 	for _, p := range rejectPhrases {
-		if strings.Contains(reason, p.phrase) {
+		if strings.Contains(wording, p.phrase) {
 			return p.kind
 		}
 	}

@@ -97,6 +97,31 @@ func TestRejectKindOfEveryMessageReason(t *testing.T) {
 	}
 }
 
+// A reason quotes the record's bad value; a value that spells another kind's
+// phrase must not decide the counted kind.
+func TestRejectKindIgnoresTheQuotedValue(t *testing.T) {
+	cases := []struct {
+		value string
+		kind  string
+	}{
+		{`{"student_id": "a", "skills": ["timestamp"], "correct": [1]}`, RejectMalformed},
+		{`{"student_id": "a", "skills": ["must be 0 or 1"], "correct": [1]}`, RejectMalformed},
+		{`{"student_id": "a", "skills": [1], "correct": ["byte limit"]}`, RejectBadCorrect},
+		{`{"student_id": "a", "skills": [1], "correct": ["is outside [0, \" reappears"]}`, RejectBadCorrect},
+		{`{"student_id": {"timestamp": 1}, "skills": [1], "correct": [1]}`, RejectBadStudentID},
+		{`{"student_id": ["length mismatch", "empty sequence"], "skills": [1], "correct": [1]}`, RejectBadStudentID},
+	}
+	for _, c := range cases {
+		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, 1000)
+		if w.Reject == nil {
+			t.Fatalf("%q was not rejected", c.value)
+		}
+		if got := RejectKind(w.Reject.Reason); got != c.kind {
+			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
+		}
+	}
+}
+
 // File decoders word some reasons differently; every one must still land in
 // a named kind, never "other".
 func TestRejectKindOfFileReasons(t *testing.T) {

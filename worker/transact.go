@@ -44,6 +44,13 @@ func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(
 		}
 		// The poll is finished even when a stop arrives meanwhile: a drained
 		// transaction commits instead of being thrown away.
+		//
+		// progress counts as the work is done, before End: an aborted
+		// transaction's records are counted again when they are redelivered,
+		// as at-least-once counts a redelivery after a crash. The metrics'
+		// help says so (Metrics); counting only after End would instead leave
+		// dktscore_in_flight at 0 for the whole transaction and still count
+		// the rejects' kinds and batches of aborted work.
 		_, runErr := Run(context.WithoutCancel(ctx), cfg, &workList{works: works}, engine, sink, rejects, progress)
 		endErr := t.End(context.WithoutCancel(ctx), runErr == nil)
 		switch {
