@@ -1,14 +1,16 @@
 """Model versions while `dktscore serve` consumes from the real broker: a new
 version directory is picked up without a restart, and a corrupt one is refused
 while the running version keeps serving (issue 7)."""
+import argparse
 import os
 import shutil
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from dkt import data
+from dkt import data, export, train, upgrade
 from kafka_util import Serve, consume_rows, create_topics, ensure_broker, produce, sequence_record, unique, ROOT
 
 
@@ -22,6 +24,28 @@ def add_version(base, version):
     incoming = base / f".incoming-{version}"
     shutil.copytree(ROOT / "models" / "dkt" / "1", incoming)
     os.rename(incoming, base / str(version))
+
+
+def add_retrained_version(base, version):
+    """Publishes version with other weights (the bundled model's output bias shifted), so its results
+    differ from version 1's and show which weights scored each row, not only the label."""
+    weights = upgrade.read_weights(ROOT / "models" / "dkt" / "1")
+    scope, num_skills, hidden = upgrade.architecture(weights)
+    weights = {name: value + 0.25 if name.endswith("/b") else value for name, value in weights.items()}
+    args = argparse.Namespace(seed=42, num_skills=num_skills, hidden=hidden, learning_rate=0.0, scope=scope)
+    incoming = base / f".incoming-{version}"
+    with train.inference_session(weights, args) as (sess, model):
+        export.export_saved_model(sess, model.signatures(), str(incoming))
+    os.rename(incoming, base / str(version))
+
+
+def last_mastery(model_dir, students):
+    """Python TF's mastery after each student's last interaction: the reference for one version."""
+    predictor = export.Predictor(str(model_dir))
+    padded = data.pad_batch(students, 124)
+    pred = predictor.predict(padded)
+    predictor.close()
+    return [pred[b, len(s.skills) - 1] for b, s in enumerate(students)]
 
 
 def wait_for(condition, what, serve, timeout=120):
@@ -75,7 +99,7 @@ def test_new_version_served_without_restart_and_corrupt_one_refused(tmp_path, te
         streamer.start()
         try:
             time.sleep(1)
-            add_version(base, 2)
+            add_retrained_version(base, 2)
             wait_for(lambda: metrics().get('dktscore_model_version_info{version="dkt/2"}') == 1, "version 2 serving", serve)
             time.sleep(1)
         finally:
@@ -93,9 +117,15 @@ def test_new_version_served_without_restart_and_corrupt_one_refused(tmp_path, te
     finally:
         assert serve.stop() == 0, serve.read_log()
 
+    # Each row equals its version's weights on that student: the label and
+    # the weights that scored the row agree.
+    reference = {"dkt/1": last_mastery(base / "1", students), "dkt/2": last_mastery(base / "2", students)}
+    assert np.abs(reference["dkt/1"][0] - reference["dkt/2"][0]).max() > 1e-3, "the two versions must score apart"
     by_student = {}
     for r in rows:
         by_student.setdefault(r["student_id"], set()).add(r["model_version"])
+        want = reference[r["model_version"]][int(r["student_id"].rsplit("-", 1)[1]) % len(students)]
+        np.testing.assert_allclose(np.asarray(r["mastery"]), want, atol=1e-5, rtol=0)
     missing = [sid for _, sid in produced if sid not in by_student]
     assert not missing, f"{len(missing)} inputs have no result, e.g. {missing[:3]}"
     versions = [v for vs in by_student.values() for v in vs]
@@ -106,4 +136,4 @@ def test_new_version_served_without_restart_and_corrupt_one_refused(tmp_path, te
     assert final['dktscore_model_reloads_total{result="loaded"}'] == 2  # version 1 at start, then 2
     assert final['dktscore_model_reloads_total{result="failed"}'] == 1  # 3, not retried while unchanged
     assert final['dktscore_model_version_info{version="dkt/2"}'] == 1
-    assert "dkt/3" in serve.read_log(), "the refusal must be logged with the version"
+    assert "dkt/3" in open(serve.log.name).read(), "the refusal must be logged with the version"
