@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,10 +26,13 @@ import (
 type childMetrics struct {
 	children map[string]string // name → metrics URL
 	client   *http.Client
+	// timeout bounds one scrape of all children together: they are asked at
+	// once, so a hung child costs the scrape this long, not this long each.
+	timeout time.Duration
 }
 
 func newChildMetrics(children map[string]string) *childMetrics {
-	return &childMetrics{children: children, client: &http.Client{Timeout: 5 * time.Second}}
+	return &childMetrics{children: children, client: &http.Client{}, timeout: 5 * time.Second}
 }
 
 const childLabel = "worker"
@@ -40,9 +44,29 @@ func (c *childMetrics) Gather() ([]*dto.MetricFamily, error) {
 		Help: proto.String("1 when the supervised worker answered this scrape of its /metrics, else 0."),
 		Type: dto.MetricType_GAUGE.Enum(),
 	}
+	type answer struct {
+		name     string
+		families []*dto.MetricFamily
+		err      error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	answers := make([]answer, 0, len(c.children))
+	for name := range c.children {
+		answers = append(answers, answer{name: name})
+	}
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			a := &answers[i] // each goroutine writes only its own element
+			a.families, a.err = c.scrape(ctx, c.children[a.name])
+		})
+	}
+	wg.Wait() // every scrape ends by ctx's deadline
+
 	var all []prometheus.Gatherer
-	for name, url := range c.children {
-		families, err := c.scrape(url)
+	for _, a := range answers {
+		name, families, err := a.name, a.families, a.err
 		ok := 0.0
 		if err == nil {
 			ok = 1
@@ -64,9 +88,7 @@ func (c *childMetrics) Gather() ([]*dto.MetricFamily, error) {
 	return prometheus.Gatherers(all).Gather()
 }
 
-func (c *childMetrics) scrape(url string) ([]*dto.MetricFamily, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+func (c *childMetrics) scrape(ctx context.Context, url string) ([]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err

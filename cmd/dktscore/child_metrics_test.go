@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,5 +54,51 @@ func TestSupervisorMetricsLabelEveryChild(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("scrape has %d series, want %d: %v", len(got), len(want), got)
+	}
+}
+
+// Children are scraped at once: each child here answers only after every
+// child has been asked, so scraping them one after another would time every
+// one out (scrape_ok 0) instead of collecting them all.
+func TestSupervisorScrapesChildrenConcurrently(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 4
+	var mu sync.Mutex
+	asked := 0
+	allAsked := make(chan struct{})
+	urls := map[string]string{}
+	for i := range n {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "dktscore_consumed_total", Help: "Records read."}))
+		metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+		child := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if asked++; asked == n {
+				close(allAsked)
+			}
+			mu.Unlock()
+			select {
+			case <-allAsked:
+				metrics.ServeHTTP(w, r)
+			case <-r.Context().Done():
+			}
+		}))
+		defer child.Close()
+		urls[fmt.Sprintf("gpu%d", i)] = child.URL + "/metrics"
+	}
+	gatherer := newChildMetrics(urls)
+	gatherer.timeout = 10 * time.Second // a bound for the sequential failure, not a speed assertion
+	parent := httptest.NewServer(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	defer parent.Close()
+
+	got, _, err := scrapeFamilies(ctx, parent.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range urls {
+		if ok := got["dktscore_supervised_scrape_ok{worker="+name+"}"]; ok != 1 {
+			t.Errorf("%s: scrape_ok %v, want 1; scrape: %v", name, ok, got)
+		}
 	}
 }
