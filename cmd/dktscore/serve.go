@@ -53,7 +53,7 @@ type serveConfig struct {
 	BatchSize       int           `env:"BATCH_SIZE" envDefault:"64" help:"most sequences per batch"`
 	MaxPaddedSteps  int           `env:"MAX_PADDED_STEPS" envDefault:"32768" help:"most batch × max_steps per batch (bounds memory per model call)"`
 	MaxDelay        time.Duration `env:"MAX_DELAY" envDefault:"50ms" help:"longest a partly filled batch waits for more sequences"`
-	BucketGrowth    float64       `env:"BUCKET_GROWTH" envDefault:"1.1" help:"longest ÷ shortest sequence length allowed in one batch (> 1)"`
+	BucketGrowth    float64       `env:"BUCKET_GROWTH" envDefault:"1.1" help:"longest ÷ shortest sequence length allowed in one batch, in (1, 2]"`
 	MaxSteps        int           `env:"MAX_STEPS" envDefault:"0" help:"score only the last N interactions of longer histories; 0 = whole history"`
 	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080" help:"listen address for /healthz, /readyz and /metrics"`
 	GPUs            string        `env:"GPUS" envDefault:"all" help:"all, none, or GPU indices like 0,2: one worker process per selected GPU"`

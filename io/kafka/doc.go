@@ -30,7 +30,6 @@
 // Error messages name the environment variables cmd binds to these fields:
 //
 //	DKTSCORE_KAFKA_BROKERS             ClientConfig.Brokers (comma-separated host:port)
-//	DKTSCORE_KAFKA_CLIENT_ID           ClientConfig.ClientID
 //	DKTSCORE_KAFKA_TLS_ENABLED         ClientConfig.TLS.Enabled
 //	DKTSCORE_KAFKA_TLS_CA_FILE         ClientConfig.TLS.CAFile
 //	DKTSCORE_KAFKA_TLS_CERT_FILE       ClientConfig.TLS.CertFile
