@@ -5,16 +5,12 @@ import (
 	"context"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	corepb "github.com/wamuir/graft/tensorflow/core/protobuf/for_core_protos_go_proto"
-	"google.golang.org/protobuf/proto"
 )
 
 const testSplit = "../data/assistments/builder_test.csv"
@@ -208,45 +204,8 @@ func TestStepRejectsMalformedInputs(t *testing.T) {
 	}
 }
 
-// withoutStep copies the bundled model with the step signature removed from
-// saved_model.pb: a real SavedModel as exported before event mode.
-func withoutStep(t *testing.T) string {
-	t.Helper()
-	src, _, _, err := ResolveDir(bundledModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, _ = filepath.Abs(src)
-	raw, err := os.ReadFile(filepath.Join(src, "saved_model.pb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sm corepb.SavedModel
-	if err := proto.Unmarshal(raw, &sm); err != nil {
-		t.Fatal(err)
-	}
-	for _, mg := range sm.GetMetaGraphs() {
-		delete(mg.GetSignatureDef(), StepSignature)
-	}
-	out, err := proto.Marshal(&sm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "old", "1")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "saved_model.pb"), out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(src, "variables"), filepath.Join(dir, "variables")); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestStepOnAModelWithoutStepSaysHowToUpgrade(t *testing.T) {
-	m, err := Load(Config{Path: withoutStep(t), Sessions: 1})
+	m, err := Load(Config{Path: modelWithout(t, StepSignature), Sessions: 1})
 	if err != nil {
 		t.Fatalf("a model without step must still load for predict: %v", err)
 	}
