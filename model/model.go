@@ -401,6 +401,20 @@ func (o Outputs) check(in Inputs, numSkills int) error {
 	return errors.Join(errs...)
 }
 
+// takeSession waits, bounded by ctx, for a session of the pool; every run
+// holds one, which bounds the work in flight per model. returnSession gives
+// it back.
+func (m *Model) takeSession(ctx context.Context) (*session, error) {
+	select {
+	case s := <-m.sessions:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Model) returnSession(s *session) { m.sessions <- s }
+
 // Predict runs one batch and fills out. ctx bounds the wait for a free session;
 // a run that has started finishes.
 func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
@@ -408,13 +422,11 @@ func (m *Model) Predict(ctx context.Context, in Inputs, out Outputs) error {
 	if err := errors.Join(in.check(s), out.check(in, s)); err != nil {
 		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
-	var sess *session
-	select {
-	case sess = <-m.sessions:
-	case <-ctx.Done():
-		return ctx.Err()
+	sess, err := m.takeSession(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { m.sessions <- sess }()
+	defer m.returnSession(sess)
 
 	defer sess.forget()
 	if err := sess.fill(in, s); err != nil {

@@ -238,13 +238,11 @@ func (m *Model) Step(ctx context.Context, in StepInputs, out StepOutputs) error 
 	if err := in.check(out, m.NumSkills, stateSize); err != nil {
 		return fmt.Errorf("model %s/%s: step: %w", m.Name, m.Version, err)
 	}
-	var sess *session
-	select {
-	case sess = <-m.sessions:
-	case <-ctx.Done():
-		return ctx.Err()
+	sess, err := m.takeSession(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { m.sessions <- sess }()
+	defer m.returnSession(sess)
 	st := sess.step
 	rows := len(in.SkillID)
 	// The feeds map and shape slices are reused; a tensor keeps its shape
