@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -90,23 +89,11 @@ func (c serveConfig) pinnedModelProblem() error {
 // changelog topic. It runs one pinned model version: a state only means
 // something to the weights that produced it, so changing the model needs a
 // re-bootstrap of the changelog (score --emit-state, state load).
-func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *slog.Logger) error {
-	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(cfg.Threads, cfg.Sessions)}).ConfigProto()
-	if err != nil {
-		return err
-	}
-	// The version is pinned (DKTSCORE_MODEL_VERSION or a version directory
-	// in DKTSCORE_MODEL; eventProblems refuses anything else) and never
-	// polled here: it is served until the worker stops. openVersions exports
-	// which version serves (dktscore_model_version_info) and the load
-	// (dktscore_model_reloads_total), as in sequence mode.
-	registry := prometheus.NewRegistry()
-	versions, err := openVersions(cfg, model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}, registry)
-	if err != nil {
-		return err
-	}
-	defer versions.Close()
-	m := versions.Current()
+//
+// m is the pinned version serve loaded (DKTSCORE_MODEL_VERSION or a version
+// directory in DKTSCORE_MODEL; eventProblems refuses anything else), served
+// until the worker stops; registry already has its version metrics.
+func serveEvents(ctx context.Context, cfg serveConfig, m *model.Model, registry *prometheus.Registry, placement gpu.Placement, log *slog.Logger) error {
 	modelVersion := m.Name + "/" + m.Version
 
 	client := cfg.client()
@@ -182,12 +169,7 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 	var closeKafka func(context.Context) error
 	var lag func(context.Context) (int64, error)
 	if cfg.Delivery == "exactly-once" {
-		id := cfg.TransactionalID
-		if id == "" {
-			host, _ := os.Hostname()
-			id = fmt.Sprintf("%s-%s-%d", cfg.Group, host, os.Getpid())
-		}
-		if eos.t, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: id}); err != nil {
+		if eos.t, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()}); err != nil {
 			return err
 		}
 		ping, closeKafka = producer.Ping, eos.t.Close
@@ -200,9 +182,6 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 	registerEventMetrics(registry, &progress, store, lag)
 	go evictIdle(ctx, store, cfg.StateIdle)
 
-	server := &http.Server{Addr: cfg.HTTPAddr, Handler: opsHandler(registry, ping), ReadHeaderTimeout: 5 * time.Second}
-	serverErr := make(chan error, 1)
-	go func() { serverErr <- server.ListenAndServe() }()
 	log.Info("serving events", "model", modelVersion, "num_skills", m.NumSkills, "state_size", m.StateSize(),
 		"placement", placement.Name(), "delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,
 		"dead_letter_topic", cfg.DeadLetterTopic, "changelog_topic", cfg.ChangelogTopic, "group", cfg.Group,
@@ -210,28 +189,12 @@ func serveEvents(ctx context.Context, cfg serveConfig, placement gpu.Placement, 
 
 	// Stopping: ctx ends on SIGTERM; the pipeline finishes the poll it is
 	// applying (written and committed, or aborted) and returns.
-	done := make(chan error, 1)
-	go func() { done <- pipeline.Run(ctx) }()
-	var runErr error
-	select {
-	case runErr = <-done:
-	case err := <-serverErr:
-		return fmt.Errorf("http server on %s: %w", cfg.HTTPAddr, err)
-	case <-ctx.Done():
-		select {
-		case runErr = <-done:
-		case <-time.After(cfg.ShutdownTimeout):
-			return fmt.Errorf("finishing the current poll took longer than %v; its events will be redelivered after a restart", cfg.ShutdownTimeout)
-		}
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	closeErr := closeKafka(shutdown)
-	server.Shutdown(shutdown)
+	err = runServing(ctx, cfg, registry, ping, closeKafka, pipeline.Run,
+		"finishing the current poll took longer than %v; its events will be redelivered after a restart")
 	log.Info("stopped", "consumed", progress.Consumed.Load(), "applied", progress.Applied.Load(),
 		"skipped_already_applied", progress.Skipped.Load(), "dead_lettered", progress.Rejected.Load(),
 		"states_restored", store.Stats().Restored)
-	return errors.Join(runErr, closeErr)
+	return err
 }
 
 // evictIdle frees the memory of idle students while no events arrive (the

@@ -310,9 +310,6 @@ func childEnv(parent []string, cfg serveConfig, p gpu.Placement, addr string) []
 }
 
 func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *slog.Logger) error {
-	if cfg.Mode == modeEvents {
-		return serveEvents(ctx, cfg, placement, log)
-	}
 	sessionConfig, err := placement.SessionConfig(gpu.SessionConfig{IntraOpThreads: gpu.ThreadsPerSession(cfg.Threads, cfg.Sessions)}).ConfigProto()
 	if err != nil {
 		return err
@@ -323,6 +320,10 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		return err
 	}
 	defer versions.Close()
+	if cfg.Mode == modeEvents {
+		// Event mode never polls: its version is pinned (eventProblems).
+		return serveEvents(ctx, cfg, versions.Current(), registry, placement, log)
+	}
 	// Only what every version shares is read from the first one: its name and
 	// num_skills (a version with other num_skills is refused).
 	m := versions.Current()
@@ -366,12 +367,7 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 	var ping func(context.Context) error
 	var closeKafka func(context.Context) error
 	if cfg.Delivery == "exactly-once" {
-		id := cfg.TransactionalID
-		if id == "" {
-			host, _ := os.Hostname()
-			id = fmt.Sprintf("%s-%s-%d", cfg.Group, host, os.Getpid())
-		}
-		t, err := kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: id})
+		t, err := kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()})
 		if err != nil {
 			return err
 		}
@@ -397,12 +393,36 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		}
 	}
 
-	server := &http.Server{Addr: cfg.HTTPAddr, Handler: opsHandler(registry, ping), ReadHeaderTimeout: 5 * time.Second}
-	serverErr := make(chan error, 1)
-	go func() { serverErr <- server.ListenAndServe() }()
 	log.Info("serving", "model", m.Name+"/"+m.Version, "num_skills", m.NumSkills, "placement", placement.Name(),
 		"delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,
 		"dead_letter_topic", cfg.DeadLetterTopic, "group", cfg.Group, "http", cfg.HTTPAddr)
+	err = runServing(ctx, cfg, registry, ping, closeKafka, run,
+		"draining took longer than %v; unacknowledged input will be redelivered after a restart")
+	log.Info("stopped after draining", "consumed", progress.Consumed.Load(), "scored", progress.Students.Load(),
+		"dead_lettered", progress.Rejected.Load())
+	return err
+}
+
+// transactionalID is the exactly-once producer's id: DKTSCORE_KAFKA_TRANSACTIONAL_ID,
+// else GROUP-HOSTNAME-PID.
+func (c serveConfig) transactionalID() string {
+	if c.TransactionalID != "" {
+		return c.TransactionalID
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%s-%d", c.Group, host, os.Getpid())
+}
+
+// runServing runs the pipeline with /healthz, /readyz and /metrics served
+// beside it, until it returns or ctx ends (SIGTERM); then it waits up to
+// ShutdownTimeout for the pipeline to finish its work (overdue, with that
+// timeout, says what is left if it does not), and closes the Kafka client
+// and the HTTP server.
+func runServing(ctx context.Context, cfg serveConfig, registry *prometheus.Registry, ping, closeKafka func(context.Context) error,
+	run func(context.Context) error, overdue string) error {
+	server := &http.Server{Addr: cfg.HTTPAddr, Handler: opsHandler(registry, ping), ReadHeaderTimeout: 5 * time.Second}
+	serverErr := make(chan error, 1)
+	go func() { serverErr <- server.ListenAndServe() }()
 
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()
@@ -415,19 +435,16 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		select {
 		case runErr = <-done:
 		case <-time.After(cfg.ShutdownTimeout):
-			return fmt.Errorf("draining took longer than %v; unacknowledged input will be redelivered after a restart",
-				cfg.ShutdownTimeout)
+			return fmt.Errorf(overdue, cfg.ShutdownTimeout)
 		}
 	}
-	if runErr == nil || errors.Is(runErr, context.Canceled) {
+	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	closeErr := closeKafka(shutdown)
 	server.Shutdown(shutdown)
-	log.Info("stopped after draining", "consumed", progress.Consumed.Load(), "scored", progress.Students.Load(),
-		"dead_lettered", progress.Rejected.Load())
 	return errors.Join(runErr, closeErr)
 }
 
