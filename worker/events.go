@@ -492,7 +492,17 @@ func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, 
 // session pool); rounds follow one another, as each needs the last's states.
 func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
 	s, size := p.engine.NumSkills(), p.engine.StateSize()
-	var rows []columnar.EventRow
+	// The poll's buffers, allocated once: a round has at most one row per
+	// student, so the step inputs of every round fit in len(order) rows; the
+	// result rows keep slices of mastery, which has a row per pending event.
+	pending := 0
+	for _, g := range order {
+		pending += len(g.events)
+	}
+	rows := make([]columnar.EventRow, 0, pending)
+	mastery := make([]float32, pending*s)
+	skills, correct := make([]int32, len(order)), make([]int32, len(order))
+	states := make([]float32, len(order)*size)
 	var batch []*studentEvents
 	for r := range rounds {
 		batch = batch[:0]
@@ -504,10 +514,13 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 		runs := p.splitRound(batch)
 		errs := make([]error, len(runs))
 		var wg sync.WaitGroup
+		at := 0 // first row of the next run in the round's input buffers
 		for k := range runs {
 			run := &runs[k]
-			run.skills, run.correct = make([]int32, len(run.rows)), make([]int32, len(run.rows))
-			run.state, run.mastery = make([]float32, len(run.rows)*size), make([]float32, len(run.rows)*s)
+			n := len(run.rows)
+			run.skills, run.correct, run.state = skills[at:at+n], correct[at:at+n], states[at*size:(at+n)*size]
+			run.mastery, mastery = mastery[:n*s:n*s], mastery[n*s:]
+			at += n
 			for j, g := range run.rows {
 				ev := decoded[g.events[r]]
 				run.skills[j], run.correct[j] = ev.SkillID, int32(ev.Correct)
