@@ -16,8 +16,8 @@ var ErrClosed = errors.New("columnar: writer is closed")
 // names the student.
 var ErrBadRow = errors.New("columnar: bad row")
 
-// batchWriter is the streaming core shared by MasteryWriter and
-// TrajectoryWriter: rows accumulate in rb and leave as one record batch every
+// batchWriter is the streaming core under every writer (rowWriter): rows
+// accumulate in rb and leave as one record batch every
 // RowsPerBatch rows, so memory is bounded by one batch whatever the output size.
 type batchWriter struct {
 	cfg      Config
@@ -132,6 +132,57 @@ func newBatchWriter(out io.Writer, file *pendingFile, rb *array.RecordBuilder, c
 	}
 	return &batchWriter{cfg: cfg, rb: rb, sink: sink, file: file}, nil
 }
+
+// rowBuilder appends rows of one kind to the columns of its record builder.
+type rowBuilder[R any] interface {
+	// check returns an error wrapping ErrBadRow, naming the student, for a
+	// row that would make a file consumers cannot read or trust.
+	check(r *R) error
+	append(r *R)
+}
+
+// rowWriter streams rows of one kind to a Parquet or Arrow IPC output; the
+// mastery, trajectory and state writers are rowWriters with their own
+// builder. It is not safe for concurrent use.
+type rowWriter[R any] struct {
+	b  rowBuilder[R]
+	bw *batchWriter
+}
+
+func openRowWriter[R any](out io.Writer, file *pendingFile, b rowBuilder[R], rb *array.RecordBuilder, cfg Config) (rowWriter[R], error) {
+	bw, err := newBatchWriter(out, file, rb, cfg)
+	return rowWriter[R]{b: b, bw: bw}, err
+}
+
+// Write buffers rows and writes a record batch each time RowsPerBatch rows
+// are buffered. Rows are checked first: if any is bad (the error wraps
+// ErrBadRow and names the student), none of them is written. After a write
+// error the output is unusable; Close then cleans up and returns that error.
+func (w rowWriter[R]) Write(rows ...R) error {
+	if err := w.bw.usable(); err != nil {
+		return err
+	}
+	for i := range rows {
+		if err := w.b.check(&rows[i]); err != nil {
+			return err
+		}
+	}
+	for i := range rows {
+		w.b.append(&rows[i])
+		if err := w.bw.rowAdded(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close writes the buffered rows and the footer; the output is not a valid
+// file until Close returns nil. Calling it again returns the same result.
+func (w rowWriter[R]) Close() error { return w.bw.close() }
+
+// Abort discards buffered rows without finishing the output, and removes a
+// file made by a Create function. It is a no-op after Close.
+func (w rowWriter[R]) Abort() error { return w.bw.abort() }
 
 func rowError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadRow}, args...)...)

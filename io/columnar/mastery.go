@@ -109,12 +109,9 @@ func (b *masteryBuilder) appendScoredAt(n int, at time.Time) {
 	}
 }
 
-// MasteryWriter streams MasteryRows to a Parquet or Arrow IPC file. It is not
-// safe for concurrent use.
-type MasteryWriter struct {
-	b  *masteryBuilder
-	bw *batchWriter
-}
+// MasteryWriter streams MasteryRows to a Parquet or Arrow IPC file (see
+// rowWriter for Write, Close and Abort). It is not safe for concurrent use.
+type MasteryWriter struct{ rowWriter[MasteryRow] }
 
 // CreateMasteryFile creates the output at path. The file is written under a
 // temporary name in the same directory and appears at path only when Close
@@ -141,40 +138,10 @@ func NewMasteryWriter(out io.Writer, cfg Config) (*MasteryWriter, error) {
 
 func newMasteryWriter(out io.Writer, file *pendingFile, cfg Config) (*MasteryWriter, error) {
 	b := newMasteryBuilder(cfg)
-	bw, err := newBatchWriter(out, file, b.rb, cfg)
+	w, err := openRowWriter[MasteryRow](out, file, b, b.rb, cfg)
 	if err != nil {
 		return nil, err
 	}
-	bw.beforeFlush = b.appendScoredAt
-	return &MasteryWriter{b: b, bw: bw}, nil
+	w.bw.beforeFlush = b.appendScoredAt
+	return &MasteryWriter{w}, nil
 }
-
-// Write buffers rows and writes a record batch each time RowsPerBatch rows
-// are buffered. Rows are checked first: if any is bad (the error wraps
-// ErrBadRow and names the student), none of them is written. After a write
-// error the output is unusable; Close then cleans up and returns that error.
-func (w *MasteryWriter) Write(rows ...MasteryRow) error {
-	if err := w.bw.usable(); err != nil {
-		return err
-	}
-	for i := range rows {
-		if err := w.b.check(&rows[i]); err != nil {
-			return err
-		}
-	}
-	for i := range rows {
-		w.b.append(&rows[i])
-		if err := w.bw.rowAdded(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close writes the buffered rows and the footer; the output is not a valid
-// file until Close returns nil. Calling it again returns the same result.
-func (w *MasteryWriter) Close() error { return w.bw.close() }
-
-// Abort discards buffered rows without finishing the output, and removes the
-// file of CreateMasteryFile. It is a no-op after Close.
-func (w *MasteryWriter) Abort() error { return w.bw.abort() }

@@ -50,9 +50,12 @@ func StateSchema(cfg Config, stateSize int) *arrow.Schema {
 	}, &md)
 }
 
-// StateWriter streams StateRows to a Parquet or Arrow IPC file. It is not safe
-// for concurrent use.
-type StateWriter struct {
+// StateWriter streams StateRows to a Parquet or Arrow IPC file (see rowWriter
+// for Write, Close and Abort). It is not safe for concurrent use.
+type StateWriter struct{ rowWriter[StateRow] }
+
+// stateBuilder appends StateRows to the columns of StateSchema.
+type stateBuilder struct {
 	cfg          Config
 	stateSize    int
 	studentID    *array.StringBuilder
@@ -60,7 +63,6 @@ type StateWriter struct {
 	events       *array.Int64Builder
 	state        *array.ListBuilder
 	stateValues  *array.Float32Builder
-	bw           *batchWriter
 }
 
 // CreateStateFile creates the output at path; like CreateMasteryFile, the file
@@ -78,7 +80,7 @@ func CreateStateFile(path string, cfg Config, stateSize int) (*StateWriter, erro
 		return nil, err
 	}
 	rb := array.NewRecordBuilder(cfg.allocator(), StateSchema(cfg, stateSize))
-	w := &StateWriter{
+	b := &stateBuilder{
 		cfg:          cfg,
 		stateSize:    stateSize,
 		studentID:    rb.Field(0).(*array.StringBuilder),
@@ -86,53 +88,39 @@ func CreateStateFile(path string, cfg Config, stateSize int) (*StateWriter, erro
 		events:       rb.Field(2).(*array.Int64Builder),
 		state:        rb.Field(3).(*array.ListBuilder),
 	}
-	w.stateValues = w.state.ValueBuilder().(*array.Float32Builder)
-	if w.bw, err = newBatchWriter(f.f, f, rb, cfg); err != nil {
+	b.stateValues = b.state.ValueBuilder().(*array.Float32Builder)
+	w, err := openRowWriter[StateRow](f.f, f, b, rb, cfg)
+	if err != nil {
 		return nil, err
 	}
-	return w, nil
+	return &StateWriter{w}, nil
 }
 
-// Write buffers rows; a bad row (not UTF-8, wrong state length, negative
-// events) rejects the whole call, naming the student.
-func (w *StateWriter) Write(rows ...StateRow) error {
-	if err := w.bw.usable(); err != nil {
-		return err
-	}
-	for i := range rows {
-		r := &rows[i]
-		switch {
-		case r.StudentID == "" || !utf8.ValidString(r.StudentID):
-			return rowError("student %q: student_id is empty or not valid UTF-8", r.StudentID)
-		case len(r.State) != w.stateSize:
-			return rowError("student %q: state has %d values, want the model's state size %d", r.StudentID, len(r.State), w.stateSize)
-		case r.Events < 0:
-			return rowError("student %q: events is %d", r.StudentID, r.Events)
-		}
-	}
-	for i := range rows {
-		r := &rows[i]
-		w.studentID.Append(r.StudentID)
-		if r.ModelVersion != "" {
-			w.modelVersion.Append(r.ModelVersion)
-		} else {
-			w.modelVersion.Append(w.cfg.ModelVersion)
-		}
-		w.events.Append(r.Events)
-		w.state.Append(true)
-		w.stateValues.AppendValues(r.State, nil)
-		if err := w.bw.rowAdded(); err != nil {
-			return err
-		}
+// check refuses a row that is not UTF-8, has the wrong state length or
+// negative events, naming the student.
+func (b *stateBuilder) check(r *StateRow) error {
+	switch {
+	case r.StudentID == "" || !utf8.ValidString(r.StudentID):
+		return rowError("student %q: student_id is empty or not valid UTF-8", r.StudentID)
+	case len(r.State) != b.stateSize:
+		return rowError("student %q: state has %d values, want the model's state size %d", r.StudentID, len(r.State), b.stateSize)
+	case r.Events < 0:
+		return rowError("student %q: events is %d", r.StudentID, r.Events)
 	}
 	return nil
 }
 
-// Close writes the buffered rows and the footer; see MasteryWriter.Close.
-func (w *StateWriter) Close() error { return w.bw.close() }
-
-// Abort discards the output; see MasteryWriter.Abort.
-func (w *StateWriter) Abort() error { return w.bw.abort() }
+func (b *stateBuilder) append(r *StateRow) {
+	b.studentID.Append(r.StudentID)
+	if r.ModelVersion != "" {
+		b.modelVersion.Append(r.ModelVersion)
+	} else {
+		b.modelVersion.Append(b.cfg.ModelVersion)
+	}
+	b.events.Append(r.Events)
+	b.state.Append(true)
+	b.stateValues.AppendValues(r.State, nil)
+}
 
 // StateReader reads a state file written by StateWriter (or any Parquet file
 // with the same columns, e.g. from pyarrow), one record batch at a time.

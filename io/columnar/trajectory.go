@@ -72,12 +72,9 @@ func (b *trajectoryBuilder) append(r *StepRow) {
 	b.modelVersion.Append(b.cfg.ModelVersion)
 }
 
-// TrajectoryWriter streams StepRows to a Parquet or Arrow IPC file. It is not
-// safe for concurrent use.
-type TrajectoryWriter struct {
-	b  *trajectoryBuilder
-	bw *batchWriter
-}
+// TrajectoryWriter streams StepRows to a Parquet or Arrow IPC file (see
+// rowWriter for Write, Close and Abort). It is not safe for concurrent use.
+type TrajectoryWriter struct{ rowWriter[StepRow] }
 
 // CreateTrajectoryFile creates the output at path; like CreateMasteryFile, the
 // file appears at path only when Close succeeds. Config.WithSource is ignored.
@@ -102,35 +99,9 @@ func NewTrajectoryWriter(out io.Writer, cfg Config) (*TrajectoryWriter, error) {
 
 func newTrajectoryWriter(out io.Writer, file *pendingFile, cfg Config) (*TrajectoryWriter, error) {
 	b := newTrajectoryBuilder(cfg)
-	bw, err := newBatchWriter(out, file, b.rb, cfg)
+	w, err := openRowWriter[StepRow](out, file, b, b.rb, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &TrajectoryWriter{b: b, bw: bw}, nil
+	return &TrajectoryWriter{w}, nil
 }
-
-// Write buffers rows; see MasteryWriter.Write. A bad row (wrong mastery
-// length, correct not 0/1) rejects the whole call.
-func (w *TrajectoryWriter) Write(rows ...StepRow) error {
-	if err := w.bw.usable(); err != nil {
-		return err
-	}
-	for i := range rows {
-		if err := w.b.check(&rows[i]); err != nil {
-			return err
-		}
-	}
-	for i := range rows {
-		w.b.append(&rows[i])
-		if err := w.bw.rowAdded(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close writes the buffered rows and the footer; see MasteryWriter.Close.
-func (w *TrajectoryWriter) Close() error { return w.bw.close() }
-
-// Abort discards the output; see MasteryWriter.Abort.
-func (w *TrajectoryWriter) Abort() error { return w.bw.abort() }
