@@ -213,14 +213,7 @@ func measure(m *model.Model, sessions int, batches []*batching.Batch, runs, warm
 // readAll decodes every valid sequence of the input; rejects are skipped (score
 // writes them to its rejects file and scores the rest).
 func readAll(f scoreFlags, numSkills int) ([]records.Sequence, error) {
-	inFormat := records.Format(f.inputFormat)
-	var err error
-	if inFormat != "" {
-		if inFormat, err = records.ParseFormat(f.inputFormat); err != nil {
-			return nil, err
-		}
-	}
-	in, err := openInput(f.input, inFormat, numSkills)
+	in, err := openInput(f.input, f.inputFormat, numSkills)
 	if err != nil {
 		return nil, err
 	}

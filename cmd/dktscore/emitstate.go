@@ -52,14 +52,7 @@ type emitSummary struct {
 // skipped here (the rejects file already lists them, with the reason).
 func emitStates(ctx context.Context, m *model.Model, f scoreFlags, stdout io.Writer) error {
 	start := time.Now()
-	inFormat := records.Format(f.inputFormat)
-	if inFormat != "" {
-		var err error
-		if inFormat, err = records.ParseFormat(f.inputFormat); err != nil {
-			return err
-		}
-	}
-	input, err := openInput(f.input, inFormat, m.NumSkills)
+	input, err := openInput(f.input, f.inputFormat, m.NumSkills)
 	if err != nil {
 		return err
 	}

@@ -41,12 +41,18 @@ func (in *input) Close() error {
 	return err
 }
 
-func openInput(path string, format records.Format, numSkills int) (*input, error) {
+// openInput opens the records at path in the format named by formatFlag
+// (--input-format), or the one detected from the file when it is empty.
+func openInput(path, formatFlag string, numSkills int) (*input, error) {
+	var format records.Format
 	var err error
-	if format == "" {
-		if format, err = records.DetectFormat(path); err != nil {
-			return nil, err
-		}
+	if formatFlag != "" {
+		format, err = records.ParseFormat(formatFlag)
+	} else {
+		format, err = records.DetectFormat(path)
+	}
+	if err != nil {
+		return nil, err
 	}
 	opts := records.Options{NumSkills: numSkills}
 	if format == records.FormatParquet {

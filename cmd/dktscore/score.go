@@ -105,13 +105,7 @@ func score(ctx context.Context, f scoreFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	inFormat := records.Format(f.inputFormat)
-	if inFormat != "" {
-		if inFormat, err = records.ParseFormat(f.inputFormat); err != nil {
-			return err
-		}
-	}
-	input, err := openInput(f.input, inFormat, m.NumSkills)
+	input, err := openInput(f.input, f.inputFormat, m.NumSkills)
 	if err != nil {
 		return err
 	}
