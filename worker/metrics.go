@@ -60,9 +60,7 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 	for _, k := range RejectKinds {
 		m.rejects.WithLabelValues(k)
 	}
-	counter := func(name, help string, v func() int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
-	}
+	counter := CounterFunc
 	gauge := func(name, help string, v func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v)
 	}
@@ -92,19 +90,30 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 			}),
 	)
 	if lag != nil {
-		reg.MustRegister(gauge("dktscore_commit_lag",
-			"Records in the input not yet committed by the consumer group (-1 when the broker cannot be asked).",
-			func() float64 {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				n, err := lag(ctx)
-				if err != nil {
-					return -1
-				}
-				return float64(n)
-			}))
+		reg.MustRegister(CommitLagGauge(lag))
 	}
 	return m
+}
+
+// CounterFunc is a Prometheus counter that reads a count kept elsewhere (an
+// atomic of Progress, EventProgress or a store), so nothing is counted twice.
+func CounterFunc(name, help string, v func() int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
+}
+
+// CommitLagGauge is dktscore_commit_lag, asked of the broker at each scrape.
+func CommitLagGauge(lag func(context.Context) (int64, error)) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dktscore_commit_lag",
+		Help: "Records in the input not yet committed by the consumer group (-1 when the broker cannot be asked)."},
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := lag(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		})
 }
 
 // ObserveBatch implements Observer.

@@ -299,9 +299,7 @@ func (l *transactionEventLog) Commit(ctx context.Context, commit bool) error {
 // registerEventMetrics exposes the event pipeline's counters; they read the
 // counters where they are kept, so nothing is counted twice.
 func registerEventMetrics(reg prometheus.Registerer, p *worker.EventProgress, store *state.Store, lag func(context.Context) (int64, error)) {
-	counter := func(name, help string, v func() int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
-	}
+	counter := worker.CounterFunc
 	reg.MustRegister(
 		counter("dktscore_consumed_total", "Event messages read from the input.", p.Consumed.Load),
 		counter("dktscore_events_applied_total", "Events applied to a student's state (one result each).", p.Applied.Load),
@@ -320,16 +318,6 @@ func registerEventMetrics(reg prometheus.Registerer, p *worker.EventProgress, st
 			func() float64 { return float64(store.Stats().InMemory) }),
 	)
 	if lag != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dktscore_commit_lag",
-			Help: "Records in the input not yet committed by the consumer group (-1 when the broker cannot be asked)."},
-			func() float64 {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				n, err := lag(ctx)
-				if err != nil {
-					return -1
-				}
-				return float64(n)
-			}))
+		reg.MustRegister(worker.CommitLagGauge(lag))
 	}
 }
