@@ -33,7 +33,6 @@ import os
 import pathlib
 import platform
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -112,25 +111,18 @@ def score_row(args, sequences, interactions):
 
 
 # ---------------------------------------------------------------- c: dktscore serve
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Serve:
     """One `dktscore serve` process on fresh topics, a result reader thread, and a producer."""
 
     def __init__(self, args):
+        # Imported here: the Python rows' child processes (d, e) measure their
+        # RSS and load none of the Kafka client.
         from confluent_kafka import Consumer, Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
+        import kafka_bench
         run = uuid.uuid4().hex[:8]
         self.inp, out, dlq = f"bench-in-{run}", f"bench-out-{run}", f"bench-dlq-{run}"
-        admin = AdminClient({"bootstrap.servers": args.brokers})
-        for f in admin.create_topics([NewTopic(t, num_partitions=args.partitions, replication_factor=1)
-                                      for t in (self.inp, out, dlq)]).values():
-            f.result(30)
-        self.http = f"127.0.0.1:{free_port()}"
+        kafka_bench.create_topics(args.brokers, args.partitions, self.inp, out, dlq)
+        self.http = f"127.0.0.1:{kafka_bench.free_port()}"
         env = dict(ENV, DKTSCORE_KAFKA_BROKERS=args.brokers, DKTSCORE_KAFKA_INPUT_TOPIC=self.inp,
                    DKTSCORE_KAFKA_OUTPUT_TOPIC=out, DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq,
                    DKTSCORE_KAFKA_GROUP=f"bench-{run}", DKTSCORE_HTTP_ADDR=self.http, DKTSCORE_MODEL=str(MODEL),
@@ -185,17 +177,9 @@ class Serve:
             return max(self.arrivals.values())
 
     def wait_ready(self, timeout=120):
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"http://{self.http}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
+        import kafka_bench
+        if kafka_bench.wait_ready(self.http, self.proc, timeout):
+            return
         self.log.seek(0)
         raise RuntimeError("serve did not become ready:\n" + self.log.read().decode()[-3000:])
 

@@ -15,17 +15,10 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 
-import pyarrow as pa
-import pyarrow.ipc
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
+import kafka_bench
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 from dkt import data  # noqa: E402
@@ -44,57 +37,16 @@ def events(limit):
     return out[:limit] if limit else out
 
 
-def wait_ready(port, proc, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("serve not ready")
-
-
-def time_run(stream, brokers, partitions, delivery, port):
+def time_run(stream, brokers, partitions, delivery):
     run = uuid.uuid4().hex[:8]
     inp, out, dlq, state = (f"bench-ev-{x}-{run}" for x in ("in", "out", "dlq", "state"))
-    admin = AdminClient({"bootstrap.servers": brokers})
-    for f in admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (inp, out, dlq)]).values():
-        f.result(30)
+    kafka_bench.create_topics(brokers, partitions, inp, out, dlq)
     env = dict(os.environ, DKTSCORE_KAFKA_BROKERS=brokers, DKTSCORE_KAFKA_INPUT_TOPIC=inp, DKTSCORE_KAFKA_OUTPUT_TOPIC=out,
                DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq, DKTSCORE_KAFKA_CHANGELOG_TOPIC=state,
                DKTSCORE_CREATE_TOPICS_PARTITIONS=str(partitions), DKTSCORE_KAFKA_GROUP=f"bench-{run}",
-               DKTSCORE_MODE="events", DKTSCORE_DELIVERY=delivery, DKTSCORE_HTTP_ADDR=f"127.0.0.1:{port}",
+               DKTSCORE_MODE="events", DKTSCORE_DELIVERY=delivery,
                DKTSCORE_MODEL=str(ROOT / "models/dkt"), DKTSCORE_MODEL_VERSION="1", TF_CPP_MIN_LOG_LEVEL="2")
-    serve = subprocess.Popen([DKTSCORE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{run}", "auto.offset.reset": "earliest",
-                         "isolation.level": "read_committed"})
-    consumer.subscribe([out])
-    try:
-        wait_ready(port, serve)
-        time.sleep(3)  # the group joined and the (empty) changelog restored before the clock starts
-        producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "enable.idempotence": True,
-                             "queue.buffering.max.messages": 1000000})
-        start = time.perf_counter()
-        for i, (k, v) in enumerate(stream):
-            producer.produce(inp, value=v, key=k)
-            if i % 1000 == 0:
-                producer.poll(0)
-        producer.flush(60)
-        seen = 0
-        while seen < len(stream):
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                seen += pa.ipc.open_stream(msg.value()).read_all().num_rows
-        return time.perf_counter() - start
-    finally:
-        consumer.close()
-        serve.terminate()
-        serve.wait(60)
+    return kafka_bench.time_through_serve(DKTSCORE, env, brokers, inp, out, stream, read_committed=True)
 
 
 def main():
@@ -103,11 +55,10 @@ def main():
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--delivery", default="at-least-once", choices=["at-least-once", "exactly-once"])
     p.add_argument("--limit", type=int, default=0, help="replay only the first N events")
-    p.add_argument("--port", type=int, default=18090)
     args = p.parse_args()
     brokers = os.environ.get("DKTSCORE_KAFKA_BROKERS", "127.0.0.1:9092")
     stream = events(args.limit)
-    times = [time_run(stream, brokers, args.partitions, args.delivery, args.port) for _ in range(args.runs)]
+    times = [time_run(stream, brokers, args.partitions, args.delivery) for _ in range(args.runs)]
     median = statistics.median(times)
     print(json.dumps({"events": len(stream), "delivery": args.delivery, "partitions": args.partitions,
                       "runs_s": [round(t, 2) for t in times], "median_s": round(median, 2),

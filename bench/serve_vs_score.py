@@ -19,11 +19,7 @@ import tempfile
 import time
 import uuid
 
-import pyarrow as pa
-import pyarrow.ipc
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
+import kafka_bench
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 from dkt import data  # noqa: E402
@@ -53,34 +49,12 @@ def time_score(values, tmp):
 def time_serve(values, brokers, partitions):
     run = uuid.uuid4().hex[:8]
     inp, out, dlq = f"bench-in-{run}", f"bench-out-{run}", f"bench-dlq-{run}"
-    admin = AdminClient({"bootstrap.servers": brokers})
-    for f in admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (inp, out, dlq)]).values():
-        f.result(30)
+    kafka_bench.create_topics(brokers, partitions, inp, out, dlq)
     env = dict(os.environ, DKTSCORE_KAFKA_BROKERS=brokers, DKTSCORE_KAFKA_INPUT_TOPIC=inp, DKTSCORE_KAFKA_OUTPUT_TOPIC=out,
-               DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq, DKTSCORE_KAFKA_GROUP=f"bench-{run}", DKTSCORE_HTTP_ADDR="127.0.0.1:0",
+               DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=dlq, DKTSCORE_KAFKA_GROUP=f"bench-{run}",
                DKTSCORE_MODEL=str(ROOT / "models/dkt"), TF_CPP_MIN_LOG_LEVEL="2")
-    serve = subprocess.Popen([DKTSCORE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{run}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([out])
-    try:
-        time.sleep(5)  # model loaded and group joined before the clock starts
-        producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
-        start = time.perf_counter()
-        for i, v in enumerate(values):
-            producer.produce(inp, value=v, key=str(i).encode())
-            if i % 1000 == 0:
-                producer.poll(0)
-        producer.flush(60)
-        seen = 0
-        while seen < len(values):
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                seen += pa.ipc.open_stream(msg.value()).read_all().num_rows
-        return time.perf_counter() - start
-    finally:
-        consumer.close()
-        serve.terminate()
-        serve.wait(60)
+    return kafka_bench.time_through_serve(DKTSCORE, env, brokers, inp, out,
+                                          [(str(i).encode(), v) for i, v in enumerate(values)])
 
 
 def main():
