@@ -475,7 +475,7 @@ func TestPredictCollectsTheTensorsItDrops(t *testing.T) {
 		in.SeqLen[b] = steps
 	}
 	out := Outputs{Last: make([]float32, size*m.NumSkills)}
-	want := uint32(runs * m.all[0].tensorBytes(in, m.NumSkills) / stepCollectBytes)
+	want := uint32(runs * m.all[0].tensorBytes(in, m.NumSkills) / collectEveryBytes)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

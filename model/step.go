@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	tf "github.com/wamuir/graft/tensorflow"
 )
@@ -300,25 +299,6 @@ func (m *Model) Step(ctx context.Context, in StepInputs, out StepOutputs) error 
 	clear(st.feeds)
 	droppedTensors(int64(rows) * int64(4*(2+2*stateSize+m.NumSkills)))
 	return nil
-}
-
-// TensorFlow tensors live in C memory and are freed by Go finalizers, so only
-// a garbage collection frees them; but the collector paces itself by the Go
-// heap, which a Step barely grows (under 1 KB a run). An event stream runs
-// Step thousands of times a second, and between two collections its dropped
-// tensors piled up to hundreds of MB. So Step counts the tensor bytes it drops
-// and collects once they reach stepCollectBytes: about every 18,000 rows of
-// the bundled model. Measured on row g of dktscore bench (117,567 Steps of
-// carried state): peak RSS 758 MiB without this, 473 MiB with it, no slower.
-const stepCollectBytes = 64 << 20
-
-var stepDroppedBytes atomic.Int64
-
-func droppedTensors(n int64) {
-	if stepDroppedBytes.Add(n) >= stepCollectBytes {
-		stepDroppedBytes.Store(0)
-		runtime.GC()
-	}
 }
 
 // rowColumns moves one state tensor [B, width] in and out of the rows of a

@@ -249,7 +249,7 @@ func BenchmarkStep(b *testing.B) {
 }
 
 // Step's tensors are freed by finalizers, so Step collects garbage itself once
-// it has dropped stepCollectBytes of them (see droppedTensors). 256-row runs
+// it has dropped collectEveryBytes of them (see droppedTensors). 256-row runs
 // drop about 0.9 MiB of tensors each and allocate under 1 KB of Go heap, so
 // without that, 200 runs would give the collector no reason to run.
 func TestStepCollectsTheTensorsItDrops(t *testing.T) {
@@ -262,7 +262,7 @@ func TestStepCollectsTheTensorsItDrops(t *testing.T) {
 	in := StepInputs{SkillID: make([]int32, rows), Correct: make([]int32, rows), State: make([]float32, rows*m.StateSize())}
 	out := StepOutputs{State: in.State, Mastery: make([]float32, rows*m.NumSkills)}
 	perRun := int64(rows * 4 * (2 + 2*m.StateSize() + m.NumSkills))
-	want := uint32(runs * perRun / stepCollectBytes)
+	want := uint32(runs * perRun / collectEveryBytes)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
