@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -262,6 +263,24 @@ func checkIDsContract(dir string, sig SignatureInfo, n Names) (int, error) {
 	return 0, fmt.Errorf("%s: cannot derive num_skills: %q of signature %q has no known last dimension", dir, n.PredAll, sig.Key)
 }
 
+// graphOutput resolves a signature's tensor name ("op:index", or "op" for
+// index 0) to the graph's output.
+func graphOutput(g *tf.Graph, name string) (tf.Output, error) {
+	opName, index, _ := strings.Cut(name, ":")
+	op := g.Operation(opName)
+	if op == nil {
+		return tf.Output{}, fmt.Errorf("tensor %q names op %q, which the graph does not have", name, opName)
+	}
+	i := 0
+	if index != "" {
+		var err error
+		if i, err = strconv.Atoi(index); err != nil {
+			return tf.Output{}, fmt.Errorf("tensor %q: output index %q is not a number", name, index)
+		}
+	}
+	return op.Output(i), nil
+}
+
 func loadSession(dir string, cfg Config, ids bool) (*session, error) {
 	saved, err := tf.LoadSavedModel(dir, []string{cfg.Tag}, &tf.SessionOptions{Config: cfg.SessionConfig})
 	if err != nil {
@@ -272,18 +291,11 @@ func loadSession(dir string, cfg Config, ids bool) (*session, error) {
 	s.ids = ids
 	var errs []error
 	lookup := func(infos map[string]tf.TensorInfo, key string) tf.Output {
-		name := infos[key].Name
-		opName, index, _ := strings.Cut(name, ":")
-		op := saved.Graph.Operation(opName)
-		if op == nil {
-			errs = append(errs, fmt.Errorf("%s: signature names tensor %q but the graph has no op %q", dir, name, opName))
-			return tf.Output{}
+		out, err := graphOutput(saved.Graph, infos[key].Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: signature %q: %w", dir, cfg.Signature, err))
 		}
-		i := 0
-		if index != "" {
-			fmt.Sscan(index, &i)
-		}
-		return op.Output(i)
+		return out
 	}
 	n := cfg.Names
 	s.seqLen = lookup(sig.Inputs, n.SequenceLen)

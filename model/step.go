@@ -8,7 +8,6 @@ import (
 	"io"
 	"runtime"
 	"strconv"
-	"strings"
 
 	tf "github.com/wamuir/graft/tensorflow"
 )
@@ -73,17 +72,11 @@ func lookupStep(dir string, saved *tf.SavedModel) *stepTensors {
 	st := &stepTensors{}
 	var errs []error
 	output := func(name string) tf.Output {
-		opName, index, _ := strings.Cut(name, ":")
-		op := saved.Graph.Operation(opName)
-		if op == nil {
-			errs = append(errs, fmt.Errorf("signature %q names tensor %q but the graph has no op %q", StepSignature, name, opName))
-			return tf.Output{}
+		out, err := graphOutput(saved.Graph, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("signature %q: %w", StepSignature, err))
 		}
-		i := 0
-		if index != "" {
-			i, _ = strconv.Atoi(index)
-		}
-		return op.Output(i)
+		return out
 	}
 	tensor := func(infos map[string]tf.TensorInfo, side, key string, dtype tf.DataType, rank int) (tf.Output, tf.Shape, bool) {
 		info, ok := infos[key]
