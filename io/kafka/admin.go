@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,7 +14,9 @@ import (
 // EnsureTopics creates the topics that do not exist yet, with the given
 // partition count and the broker's default replication factor (1 on a
 // single-node test broker). Topics that already exist are left as they are,
-// whatever their partition count.
+// whatever their partition count. It returns once every topic is in the
+// brokers' metadata with a leader for each partition, so callers can use
+// them at once.
 func EnsureTopics(ctx context.Context, cfg ClientConfig, partitions int32, topics ...string) error {
 	return ensureTopics(ctx, cfg, partitions, nil, topics...)
 }
@@ -63,5 +66,47 @@ func ensureTopics(ctx context.Context, cfg ClientConfig, partitions int32, confi
 			errs = append(errs, fmt.Errorf("kafka: creating topic %q with %d partitions: %w", t, partitions, r.Err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, adm, topics)
+}
+
+// topicVisibleTimeout bounds the wait for created topics to show in metadata.
+const topicVisibleTimeout = 10 * time.Second
+
+// waitForLeaders waits until every topic is in the metadata with a leader for
+// each partition: a topic just created takes a moment to get there, and a
+// client that asks before would be told it does not exist.
+func waitForLeaders(ctx context.Context, adm *kadm.Client, topics []string) error {
+	deadline := time.Now().Add(topicVisibleTimeout)
+	for {
+		md, err := adm.Metadata(ctx, topics...)
+		if err == nil && allLed(md, topics) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kafka: topics %v were created but have no leader for every partition after %v; check the brokers' health", topics, topicVisibleTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(md kadm.Metadata, topics []string) bool {
+	for _, t := range topics {
+		td, ok := md.Topics[t]
+		if !ok || td.Err != nil || len(td.Partitions) == 0 {
+			return false
+		}
+		for _, p := range td.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -354,28 +354,8 @@ func EnsureChangelogTopic(ctx context.Context, cfg ClientConfig, changelog, inpu
 	if err := EnsureCompactedTopics(ctx, cfg, n, changelog); err != nil {
 		return err
 	}
-	// A topic just created may take a moment to show in every broker's
-	// metadata; wait for it rather than report it missing.
-	for wait := time.Now().Add(topicVisibleTimeout); ; {
-		counts, err := partitionCounts(ctx, cfg, changelog)
-		if err != nil {
-			return err
-		}
-		if _, ok := counts[changelog]; ok || time.Now().After(wait) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 	return CheckChangelogTopic(ctx, cfg, changelog, input)
 }
-
-// topicVisibleTimeout bounds EnsureChangelogTopic's wait for a created topic
-// to appear in metadata.
-const topicVisibleTimeout = 10 * time.Second
 
 // EnsureCompactedTopics is EnsureTopics for compacted topics
 // (cleanup.policy=compact): created if missing; existing ones are left as
