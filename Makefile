@@ -26,10 +26,11 @@ export DKTSCORE_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 .PHONY: setup build run test test-go test-py kafka model bench bench-go fuzz clean
 setup: $(TFLIB)/.ok
 
-$(VENV)/.ok: python/requirements.txt
+$(VENV)/.ok: python/requirements.txt python/requirements-nodeps.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --cache-dir $(ROOT)/.cache/pip --upgrade pip
 	$(VENV)/bin/pip install -q --cache-dir $(ROOT)/.cache/pip -r python/requirements.txt
+	$(VENV)/bin/pip install -q --cache-dir $(ROOT)/.cache/pip --no-deps -r python/requirements-nodeps.txt
 	touch $@
 
 $(TFLIB)/.ok: $(VENV)/.ok
