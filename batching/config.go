@@ -39,34 +39,48 @@ type Config struct {
 // the fix.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	bad := func(field string, value any, problem string) {
+		errs = append(errs, &FieldError{Field: field, Value: value, Problem: problem})
 	}
 	if c.NumSkills <= 0 {
-		bad("NumSkills is %d; set it to the model's num_skills (> 0)", c.NumSkills)
+		bad("NumSkills", c.NumSkills, "set it to the model's num_skills (> 0)")
 	}
 	if c.MaxBatchSize <= 0 {
-		bad("MaxBatchSize is %d; set the most sequences per batch (> 0), an unlimited batch size is not allowed", c.MaxBatchSize)
+		bad("MaxBatchSize", c.MaxBatchSize, "must be at least 1: an unlimited batch size is not allowed")
 	}
 	if c.MaxDelay <= 0 {
-		bad("MaxDelay is %v; set how long a partial batch may wait (> 0, e.g. 10ms), an unlimited delay is not allowed", c.MaxDelay)
+		bad("MaxDelay", c.MaxDelay, "must be positive: an unlimited delay is not allowed")
 	}
 	if c.MaxPaddedSteps <= 0 {
-		bad("MaxPaddedSteps is %d; set the budget on batch size × padded length (> 0, e.g. 32*512), an unlimited budget is not allowed", c.MaxPaddedSteps)
+		bad("MaxPaddedSteps", c.MaxPaddedSteps, "must be positive: an unlimited budget on batch size × padded length is not allowed")
 	}
 	if g := c.BucketGrowth; g != 0 && !(g > 1 && g <= 2) { // written so NaN is rejected too
-		bad("BucketGrowth is %v; set it in (1, 2] or leave it 0 for the default %v", g, DefaultBucketGrowth)
+		bad("BucketGrowth", g, fmt.Sprintf("must be in (1, 2]; e.g. %v, the measured default", DefaultBucketGrowth))
 	}
 	// The batches hold ids, but the model turns them into the origin
 	// signature's one-hot input_x of MaxPaddedSteps*2*NumSkills floats when it
 	// has no predict_ids; refuse a budget whose tensor size cannot even be
 	// represented rather than overflow there.
 	if c.NumSkills > 0 && c.MaxPaddedSteps > 0 && c.MaxPaddedSteps > math.MaxInt32/(2*c.NumSkills) {
-		bad("MaxPaddedSteps × 2 × NumSkills = %d × %d exceeds %d input_x elements; lower MaxPaddedSteps",
-			c.MaxPaddedSteps, 2*c.NumSkills, math.MaxInt32)
+		bad("MaxPaddedSteps", c.MaxPaddedSteps, fmt.Sprintf("is too large for a model of %d skills (its input tensor would exceed %d elements); set it to at most %d",
+			c.NumSkills, math.MaxInt32, math.MaxInt32/(2*c.NumSkills)))
 	}
 	return errors.Join(errs...)
 }
+
+// FieldError is one invalid field of a Config. It names the field so that a
+// caller can name the setting the field came from instead (a flag, a
+// variable); Problem says what is wrong in terms that fit either.
+type FieldError struct {
+	Field   string // Config's field name, e.g. "MaxBatchSize"
+	Value   any
+	Problem string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s is %v; %s", e.Field, e.Value, e.Problem) }
+
+// Unwrap makes every problem match ErrInvalidConfig.
+func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 
 func (c Config) growth() float64 {
 	if c.BucketGrowth == 0 {

@@ -24,7 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{"growth 1", func() Config { c := good; c.BucketGrowth = 1; return c }(), []string{"BucketGrowth is 1"}},
 		{"growth above 2", func() Config { c := good; c.BucketGrowth = 2.5; return c }(), []string{"BucketGrowth is 2.5"}},
 		{"growth NaN", func() Config { c := good; c.BucketGrowth = math.NaN(); return c }(), []string{"BucketGrowth is NaN"}},
-		{"budget too large", func() Config { c := good; c.MaxPaddedSteps = math.MaxInt32; return c }(), []string{"exceeds"}},
+		{"budget too large", func() Config { c := good; c.MaxPaddedSteps = math.MaxInt32; return c }(), []string{"MaxPaddedSteps is 2147483647; is too large"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

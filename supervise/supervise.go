@@ -45,6 +45,9 @@ type Child struct {
 	// HealthURL: healthy while running. Empty ReadyURL: ready when healthy.
 	HealthURL string
 	ReadyURL  string
+	// MetricsURL is the child's Prometheus endpoint, merged into
+	// MetricsHandler's; empty leaves the child out.
+	MetricsURL string
 	// Labels are echoed in the child's status (device, memory fraction, …).
 	Labels map[string]string
 }

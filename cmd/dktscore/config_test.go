@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/serving"
 )
 
 // problemLines are the "  - " lines of an invalid-configuration message,
@@ -40,26 +42,26 @@ func TestBadEnvironmentsAreReportedAllAtOnce(t *testing.T) {
 		{"bad bool", []string{"DKTSCORE_GPU_ALLOW_GROWTH=maybe"}, nil,
 			[]string{`DKTSCORE_GPU_ALLOW_GROWTH: "maybe" is not a boolean`}, 1},
 		{"negative sessions", []string{"DKTSCORE_SESSIONS=-1"}, nil,
-			[]string{"DKTSCORE_SESSIONS -1 must be at least 1"}, 1},
+			[]string{"DKTSCORE_SESSIONS (--sessions) -1 must be at least 1"}, 1},
 		{"bad delivery mode", []string{"DKTSCORE_DELIVERY=at-most-once"}, nil,
-			[]string{`DKTSCORE_DELIVERY "at-most-once" is not at-least-once or exactly-once`}, 1},
+			[]string{`DKTSCORE_DELIVERY: "at-most-once" is not at-least-once or exactly-once`}, 1},
 		{"fraction out of range", []string{"DKTSCORE_GPU_MEMORY_FRACTION=1.5"}, nil,
-			[]string{"DKTSCORE_GPU_MEMORY_FRACTION 1.5 is outside (0, 1]"}, 1},
+			[]string{"DKTSCORE_GPU_MEMORY_FRACTION (--gpu-memory-fraction) 1.5 is outside (0, 1]"}, 1},
 		{"bad log settings", []string{"DKTSCORE_LOG_FORMAT=xml", "DKTSCORE_LOG_LEVEL=loud"}, nil,
-			[]string{`DKTSCORE_LOG_FORMAT "xml" is not text or json`, `DKTSCORE_LOG_LEVEL "loud" is not debug, info, warn or error`}, 2},
+			[]string{`DKTSCORE_LOG_FORMAT: "xml" is not text or json`, `DKTSCORE_LOG_LEVEL: "loud" is not debug, info, warn or error`}, 2},
 		{"bad flag value beside bad variables", []string{"DKTSCORE_MAX_POLL_RECORDS=0"}, []string{"--sessions", "0"},
-			[]string{"DKTSCORE_MAX_POLL_RECORDS 0 must be positive", "DKTSCORE_SESSIONS 0 must be at least 1"}, 2},
+			[]string{"DKTSCORE_MAX_POLL_RECORDS (--max-poll-records) 0 must be positive", "DKTSCORE_SESSIONS (--sessions) 0 must be at least 1"}, 2},
 		{"stray argument", nil, []string{"extra"}, []string{`unexpected argument "extra"`}, 1},
 		{"unparsable flag value beside bad variables", []string{"DKTSCORE_MAX_POLL_RECORDS=0", "DKTSCORE_MAX_DELAY=soon"},
 			[]string{"--sessions", "lots", "--batch-size=many", "--group", "g"},
 			[]string{`invalid value "lots" for flag -sessions`, `invalid value "many" for flag -batch-size`,
-				"DKTSCORE_MAX_POLL_RECORDS 0 must be positive", `DKTSCORE_MAX_DELAY: "soon"`}, 4},
+				"DKTSCORE_MAX_POLL_RECORDS (--max-poll-records) 0 must be positive", `DKTSCORE_MAX_DELAY: "soon"`}, 4},
 		{"unknown flag beside a bad variable", []string{"DKTSCORE_SESSIONS=0"}, []string{"--sesions", "2"},
-			[]string{"flag provided but not defined: -sesions", "DKTSCORE_SESSIONS 0 must be at least 1", `unexpected argument "2"`}, 3},
+			[]string{"flag provided but not defined: -sesions", "DKTSCORE_SESSIONS (--sessions) 0 must be at least 1", `unexpected argument "2"`}, 3},
 		{"model version not a number", []string{"DKTSCORE_MODEL_VERSION=latest"}, nil,
-			[]string{`DKTSCORE_MODEL_VERSION "latest" is not a version number`}, 1},
+			[]string{`DKTSCORE_MODEL_VERSION (--model-version) latest is not a version number`}, 1},
 		{"negative model version", nil, []string{"--model-version", "-1"},
-			[]string{`DKTSCORE_MODEL_VERSION "-1" is not a version number`}, 1},
+			[]string{`DKTSCORE_MODEL_VERSION (--model-version) -1 is not a version number`}, 1},
 		// batching's own messages name Go fields; an operator must read variables and flags.
 		{"batching limits", []string{"DKTSCORE_BATCH_SIZE=0", "DKTSCORE_MAX_DELAY=0s", "DKTSCORE_MAX_PADDED_STEPS=-5", "DKTSCORE_BUCKET_GROWTH=3"}, nil,
 			[]string{"DKTSCORE_BATCH_SIZE (--batch-size) 0 must be at least 1", "DKTSCORE_MAX_DELAY (--max-delay) 0s must be positive",
@@ -70,8 +72,8 @@ func TestBadEnvironmentsAreReportedAllAtOnce(t *testing.T) {
 			[]string{"DKTSCORE_MAX_DELAY=soon", "DKTSCORE_BATCH_SIZE=lots", "DKTSCORE_SESSIONS=-1",
 				"DKTSCORE_DELIVERY=at-most-once", "DKTSCORE_GPU_MEMORY_FRACTION=1.5", "DKTSCORE_SESIONS=4",
 				"DKTSCORE_KAFKA_INPUT_TOPIC=same", "DKTSCORE_KAFKA_OUTPUT_TOPIC=same"}, nil,
-			[]string{`DKTSCORE_MAX_DELAY: "soon"`, `DKTSCORE_BATCH_SIZE: "lots"`, "DKTSCORE_SESSIONS -1", "at-most-once",
-				"DKTSCORE_GPU_MEMORY_FRACTION 1.5", "also an output topic",
+			[]string{`DKTSCORE_MAX_DELAY: "soon"`, `DKTSCORE_BATCH_SIZE: "lots"`, "DKTSCORE_SESSIONS (--sessions) -1", "at-most-once",
+				"DKTSCORE_GPU_MEMORY_FRACTION (--gpu-memory-fraction) 1.5", "also an output topic",
 				"warning: DKTSCORE_SESIONS is set but dktscore serve does not read it; did you mean DKTSCORE_SESSIONS?"}, 6},
 	}
 	for _, c := range cases {
@@ -108,16 +110,16 @@ func TestValidEnvironmentsStartWithWarningsOnly(t *testing.T) {
 		name    string
 		env     []string
 		args    []string
-		unknown []unknownVar
+		unknown []config.Unknown
 	}{
 		{"defaults", nil, nil, nil},
-		{"unknown variable", []string{"DKTSCORE_FROBNICATE=1"}, nil, []unknownVar{{Name: "DKTSCORE_FROBNICATE"}}},
+		{"unknown variable", []string{"DKTSCORE_FROBNICATE=1"}, nil, []config.Unknown{{Name: "DKTSCORE_FROBNICATE"}}},
 		{"typo'd name", []string{"DKTSCORE_SESIONS=4"}, nil,
-			[]unknownVar{{Name: "DKTSCORE_SESIONS", Suggestion: "DKTSCORE_SESSIONS"}}},
+			[]config.Unknown{{Name: "DKTSCORE_SESIONS", Suggestion: "DKTSCORE_SESSIONS"}}},
 		{"middle part left out", []string{"DKTSCORE_INPUT_TOPIC=x"}, nil,
-			[]unknownVar{{Name: "DKTSCORE_INPUT_TOPIC", Suggestion: "DKTSCORE_KAFKA_INPUT_TOPIC"}}},
+			[]config.Unknown{{Name: "DKTSCORE_INPUT_TOPIC", Suggestion: "DKTSCORE_KAFKA_INPUT_TOPIC"}}},
 		{"lower-case prefix", []string{"dktscore_model=/m"}, nil,
-			[]unknownVar{{Name: "dktscore_model", Suggestion: "DKTSCORE_MODEL"}}},
+			[]config.Unknown{{Name: "dktscore_model", Suggestion: "DKTSCORE_MODEL"}}},
 		{"flag replaces a bad variable", []string{"DKTSCORE_SESSIONS=many"}, []string{"--sessions", "3"}, nil},
 		{"pinned model version", []string{"DKTSCORE_MODEL_VERSION=12"}, nil, nil},
 		// The supervisor's parent already warned about its environment.
@@ -141,22 +143,6 @@ func TestValidEnvironmentsStartWithWarningsOnly(t *testing.T) {
 	}
 }
 
-// configFields walks serveConfig the way caarlos0/env does, so that this test
-// sees a field another change adds.
-func configFields(t reflect.Type, prefix string, visit func(f reflect.StructField, name string)) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		if name == "" {
-			if f.Type.Kind() == reflect.Struct {
-				configFields(f.Type, prefix+f.Tag.Get("envPrefix"), visit)
-			}
-			continue
-		}
-		visit(f, prefix+name)
-	}
-}
-
 func TestServeHelpListsEveryVariableWithDefaultAndMeaning(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"serve", "--help"}, &stdout, &stderr); code != 0 {
@@ -164,39 +150,33 @@ func TestServeHelpListsEveryVariableWithDefaultAndMeaning(t *testing.T) {
 	}
 	help := stdout.String()
 	lines := strings.Split(help, "\n")
-	seen := 0
-	configFields(reflect.TypeFor[serveConfig](), "DKTSCORE_", func(f reflect.StructField, name string) {
-		seen++
-		meaning := f.Tag.Get("help")
-		if meaning == "" {
-			t.Errorf("serveConfig.%s (%s) has no help tag: add help:\"what it means\" so serve --help explains it", f.Name, name)
-		}
+	var cfg serving.Config
+	settings := serving.Settings(&cfg).Settings()
+	if len(settings) < 30 {
+		t.Fatalf("serve declares %d settings; the declaration is broken", len(settings))
+	}
+	for _, st := range settings {
+		listed := false
 		for i, line := range lines {
-			if !strings.HasPrefix(line, "  "+name+" (") {
+			first := strings.TrimPrefix(line, "  ")
+			first, _, _ = strings.Cut(first, ",")
+			first, _, _ = strings.Cut(first, " ")
+			if first != st.EnvName() && (st.Env != "" || first != "--"+st.Flag) {
 				continue
 			}
-			if def := f.Tag.Get("envDefault"); def != "" && !strings.Contains(line, "default "+def) {
-				t.Errorf("%s is listed without its default %q: %s", name, def, line)
+			listed = true
+			if st.Flag != "" && !regexp.MustCompile(`--`+st.Flag+`\b`).MatchString(line) {
+				t.Errorf("%s is listed without its flag --%s: %s", st.Name(), st.Flag, line)
 			}
-			if i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != meaning {
-				t.Errorf("%s is not followed by its meaning %q", name, meaning)
+			if st.Default != "" && !strings.Contains(line, "(default "+st.Default+")") {
+				t.Errorf("%s is listed without its default %q: %s", st.Name(), st.Default, line)
 			}
-			return
+			if i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != st.Help {
+				t.Errorf("%s is not followed by its meaning %q", st.Name(), st.Help)
+			}
 		}
-		t.Errorf("serve --help does not list %s", name)
-	})
-	if seen < 30 {
-		t.Fatalf("walked %d fields of serveConfig; the walk is broken", seen)
-	}
-	// The flag list is on stdout, after "Flags:" (the env section names flags
-	// too, so a bare substring would not tell).
-	_, flagSection, ok := strings.Cut(help, "\nFlags:\n")
-	if !ok {
-		t.Fatalf("serve --help has no Flags: section on stdout:\n%s", help)
-	}
-	for _, flagName := range []string{"brokers", "group", "delivery", "sessions", "gpus", "mode"} {
-		if !regexp.MustCompile(`(?m)^  -` + flagName + `\b`).MatchString(flagSection) {
-			t.Errorf("serve --help does not list flag -%s after Flags:", flagName)
+		if !listed {
+			t.Errorf("serve --help does not list %s", st.Name())
 		}
 	}
 	if stderr.Len() > 0 {
@@ -204,26 +184,6 @@ func TestServeHelpListsEveryVariableWithDefaultAndMeaning(t *testing.T) {
 	}
 	if !strings.Contains(help, "--mode events") {
 		t.Error("serve --help does not mention event mode (--mode events)")
-	}
-}
-
-func TestSuggestEnv(t *testing.T) {
-	known := []string{"DKTSCORE_SESSIONS", "DKTSCORE_KAFKA_INPUT_TOPIC", "DKTSCORE_KAFKA_GROUP", "DKTSCORE_MAX_DELAY", "DKTSCORE_GPUS"}
-	cases := map[string]string{
-		"DKTSCORE_SESIONS":        "DKTSCORE_SESSIONS",
-		"DKTSCORE_SESSION":        "DKTSCORE_SESSIONS",
-		"DKTSCORE_KAFKA_GRUOP":    "DKTSCORE_KAFKA_GROUP",
-		"DKTSCORE_GROUP":          "DKTSCORE_KAFKA_GROUP",
-		"DKTSCORE_MAXDELAY":       "DKTSCORE_MAX_DELAY",
-		"dktscore_gpus":           "DKTSCORE_GPUS",
-		"DKTSCORE_FROBNICATE":     "",
-		"DKTSCORE_OUTPUT_FORMAT":  "",
-		"DKTSCORE_TOTALLY_UNLIKE": "",
-	}
-	for name, want := range cases {
-		if got := suggestEnv(name, known); got != want {
-			t.Errorf("suggestEnv(%s) = %q, want %q", name, got, want)
-		}
 	}
 }
 
@@ -236,14 +196,14 @@ func TestEnvironCarriesTheResolvedConfigToChildren(t *testing.T) {
 	if done {
 		t.Fatalf("configureServe stopped with exit %d", code)
 	}
-	child, problems := parseServeEnv(environMap(cfg.environ()))
-	if len(problems) > 0 {
-		t.Fatalf("the child cannot parse what the parent rendered: %v", problems)
+	var child serving.Config
+	if _, err := serving.Settings(&child).Resolve(nil, serving.Settings(&cfg).Environ()); err != nil {
+		t.Fatalf("the child cannot parse what the parent rendered: %v", err)
 	}
 	if !reflect.DeepEqual(child, cfg) {
 		t.Fatalf("child config differs from the parent's:\nchild  %+v\nparent %+v", child, cfg)
 	}
-	if cfg.Mode != "events" || cfg.Sessions != 3 || len(cfg.Brokers) != 2 {
+	if cfg.Mode != "events" || cfg.Sessions != 3 || len(cfg.Kafka.Brokers) != 2 {
 		t.Fatalf("flags or environment not applied: %+v", cfg)
 	}
 }
@@ -273,10 +233,9 @@ func TestChildEnvGivesEachWorkerItsOwnTransactionalID(t *testing.T) {
 			}
 			for i, p := range plan {
 				// The parent's own environment holds the unsuffixed id too; the child's entry must win.
-				env := environMap(childEnv(c.env, cfg, p, "127.0.0.1:9000"))
-				child, problems := parseServeEnv(env)
-				if len(problems) > 0 {
-					t.Fatalf("child %s cannot parse its environment: %v", p.Name(), problems)
+				var child serving.Config
+				if _, err := serving.Settings(&child).Resolve(nil, serving.ChildEnv(c.env, cfg, p, "127.0.0.1:9000")); err != nil {
+					t.Fatalf("child %s cannot parse its environment: %v", p.Name(), err)
 				}
 				if child.TransactionalID != c.wantIDs[i] {
 					t.Errorf("child %s transactional id %q, want %q", p.Name(), child.TransactionalID, c.wantIDs[i])

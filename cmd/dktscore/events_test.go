@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,13 +31,13 @@ func TestServeEventModeConfigProblems(t *testing.T) {
 		args  []string
 		wants []string
 	}{
-		{"unknown mode", map[string]string{"DKTSCORE_MODE": "batch"}, nil, []string{`DKTSCORE_MODE "batch" is not sequences or events`}},
-		{"flag spells the mode", nil, []string{"--mode", "event"}, []string{`DKTSCORE_MODE "event"`}},
+		{"unknown mode", map[string]string{"DKTSCORE_MODE": "batch"}, nil, []string{`DKTSCORE_MODE: "batch" is not sequences or events`}},
+		{"flag spells the mode", nil, []string{"--mode", "event"}, []string{`invalid value "event" for flag -mode: not sequences or events`}},
 		{"every event problem at once", map[string]string{
 			"DKTSCORE_MODE": "events", "DKTSCORE_KAFKA_CHANGELOG_TOPIC": "dkt.mastery",
 			"DKTSCORE_STATE_MAX_STUDENTS": "0", "DKTSCORE_STATE_IDLE": "-1s",
 		}, nil, []string{"CHANGELOG_TOPIC \"dkt.mastery\" is also the input, output or dead-letter topic",
-			"DKTSCORE_STATE_MAX_STUDENTS 0 must be at least 1", "DKTSCORE_STATE_IDLE -1s must be positive"}},
+			"DKTSCORE_STATE_MAX_STUDENTS (--state-max-students) 0 must be at least 1", "DKTSCORE_STATE_IDLE (--state-idle) -1s must be positive"}},
 		{"empty changelog topic", nil, []string{"--mode", "events", "--changelog-topic", ""}, []string{"DKTSCORE_KAFKA_CHANGELOG_TOPIC is empty"}},
 		{"unpinned model", map[string]string{"DKTSCORE_MODE": "events", "DKTSCORE_MODEL": base},
 			nil, []string{"event mode needs a pinned model version", "DKTSCORE_MODEL_VERSION", filepath.Join(base, "1")}},
@@ -74,9 +75,11 @@ func TestEventModeNeedsAPinnedModel(t *testing.T) {
 		{"missing directory", filepath.Join(base, "nope"), "", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := serveConfig{Model: tt.model, ModelVersion: tt.version}
-			if err := cfg.pinnedModelProblem(); (err != nil) != tt.wantErr {
-				t.Fatalf("pinnedModelProblem = %v, want an error: %t", err, tt.wantErr)
+			env := []string{"DKTSCORE_MODE=events", "DKTSCORE_MODEL=" + tt.model, "DKTSCORE_MODEL_VERSION=" + tt.version}
+			var stderr bytes.Buffer
+			_, _, _, refused := configureServe(nil, env, io.Discard, &stderr)
+			if pinned := strings.Contains(stderr.String(), "needs a pinned model version"); pinned != tt.wantErr || refused != tt.wantErr {
+				t.Fatalf("refused %t (pinned-model problem %t), want %t:\n%s", refused, pinned, tt.wantErr, stderr.String())
 			}
 		})
 	}

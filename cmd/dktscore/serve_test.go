@@ -18,7 +18,7 @@ func TestServeReportsEveryConfigProblemAtOnce(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2 for invalid configuration; stderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"nohostport", "also an output topic", "at-most-once", "DKTSCORE_BATCH_SIZE (--batch-size) 0", "KERBEROS", "DKTSCORE_SESSIONS 0"} {
+	for _, want := range []string{"nohostport", "also an output topic", "at-most-once", "DKTSCORE_BATCH_SIZE (--batch-size) 0", "KERBEROS", "DKTSCORE_SESSIONS (--sessions) 0"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("error output does not mention %q:\n%s", want, stderr.String())
 		}

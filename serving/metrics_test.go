@@ -1,4 +1,4 @@
-package main
+package serving
 
 import (
 	"bufio"
@@ -6,9 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -16,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/internal/promtest"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/worker"
@@ -59,49 +55,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// scrapeFamilies GETs a Prometheus text exposition: family name → samples,
-// each keyed "name{label=value}" (histograms as name_count and name_sum).
-func scrapeFamilies(ctx context.Context, url string) (map[string]float64, map[string]bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: not the Prometheus text format: %w", url, err)
-	}
-	samples, names := map[string]float64{}, map[string]bool{}
-	for name, f := range families {
-		names[name] = true
-		for _, m := range f.GetMetric() {
-			key := name
-			for _, l := range m.GetLabel() {
-				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
-			}
-			switch {
-			case m.GetCounter() != nil:
-				samples[key] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				samples[key] = m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				samples[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-				samples[key+"_sum"] = m.GetHistogram().GetSampleSum()
-				names[name+"_bucket"], names[name+"_count"], names[name+"_sum"] = true, true, true
-			}
-		}
-	}
-	return samples, names, nil
-}
-
 // A known workload through `serve` (real broker, real model), then /metrics
 // over HTTP: every counter must match it exactly; the sample Grafana dashboard
 // may only query series that scrape has; the JSON logs carry no record data.
@@ -114,7 +67,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 	defer cancel()
 
 	// The workload: real students, and bad records of known kinds.
-	students, err := records.Open("../../data/assistments/builder_test.csv", records.FormatDKT3, records.Options{NumSkills: 124})
+	students, err := records.Open("../data/assistments/builder_test.csv", records.FormatDKT3, records.Options{NumSkills: 124})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,23 +120,19 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 	addr := freeAddr(t)
 	environ := []string{"DKTSCORE_KAFKA_BROKERS=" + brokers, "DKTSCORE_KAFKA_INPUT_TOPIC=" + in,
 		"DKTSCORE_KAFKA_OUTPUT_TOPIC=" + out, "DKTSCORE_KAFKA_DEAD_LETTER_TOPIC=" + dlq,
-		"DKTSCORE_KAFKA_GROUP=dktscore-test-metrics-" + suffix, "DKTSCORE_MODEL=../../models/dkt",
+		"DKTSCORE_KAFKA_GROUP=dktscore-test-metrics-" + suffix, "DKTSCORE_MODEL=../models/dkt",
 		"DKTSCORE_GPUS=none", "DKTSCORE_SESSIONS=1", "DKTSCORE_THREADS=1", "DKTSCORE_MAX_DELAY=20ms",
 		"DKTSCORE_HTTP_ADDR=" + addr, "DKTSCORE_LOG_FORMAT=json", "DKTSCORE_LOG_LEVEL=debug"}
-	var stderr bytes.Buffer
-	cfg, _, code, done := configureServe(nil, environ, io.Discard, &stderr)
-	if done {
-		t.Fatalf("configuration refused (exit %d):\n%s", code, stderr.String())
+	var cfg Config
+	if _, err := Settings(&cfg).Resolve(nil, environ); err != nil {
+		t.Fatalf("configuration refused:\n%v", err)
 	}
 	logs := &syncBuffer{}
-	log, err := newLogger(logs, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := NewLogger(logs, cfg)
 	serveCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	served := make(chan error, 1)
-	go func() { served <- serve(serveCtx, cfg, gpu.Placement{}, log) }()
+	go func() { served <- serveOne(serveCtx, cfg, gpu.Placement{}, log) }()
 
 	// Wait (bounded by ctx) until every record is accounted for and committed.
 	url := "http://" + addr + "/metrics"
@@ -197,7 +146,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 			t.Fatalf("the workload was not processed in time; last scrape: %v\nlogs:\n%s", got, logs.String())
 		case <-time.After(200 * time.Millisecond):
 		}
-		got, exported, err = scrapeFamilies(ctx, url)
+		got, exported, err = promtest.Scrape(ctx, url)
 		if err == nil && got["dktscore_scored_total"]+got["dktscore_dead_lettered_total"] == float64(len(values)) &&
 			got["dktscore_commit_lag"] == 0 {
 			break
@@ -238,7 +187,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 		t.Errorf("computed steps %v, padding efficiency %v; want ≥ %d and real ÷ computed", computed, got["dktscore_padding_efficiency"], realSteps)
 	}
 
-	checkDashboard(t, "../../deploy/grafana/dktscore.json", exported)
+	checkDashboard(t, "../deploy/grafana/dktscore.json", exported)
 
 	stop()
 	select {

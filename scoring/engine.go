@@ -1,4 +1,4 @@
-package main
+package scoring
 
 import (
 	"context"
@@ -8,9 +8,11 @@ import (
 	"github.com/dktscore/dktscore/worker"
 )
 
-// modelEngine adapts the served model version to the pipeline's plain-Go
-// engine interface. Each batch runs on the version current when it starts;
+// Engine adapts the served model versions to the pipeline's plain-Go engine
+// interface. Each batch runs on the version current when it starts;
 // a reload swaps versions between batches, never during one.
+func Engine(versions *model.Versions) worker.Engine { return modelEngine{versions} }
+
 type modelEngine struct{ versions *model.Versions }
 
 func (e modelEngine) NumSkills() int { return e.versions.Current().NumSkills }

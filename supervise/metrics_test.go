@@ -1,6 +1,8 @@
-package main
+package supervise
 
 import (
+	"github.com/dktscore/dktscore/internal/promtest"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -36,7 +38,7 @@ func TestSupervisorMetricsLabelEveryChild(t *testing.T) {
 	}), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	defer parent.Close()
 
-	got, _, err := scrapeFamilies(ctx, parent.URL)
+	got, _, err := promtest.Scrape(ctx, parent.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func TestSupervisorScrapesChildrenConcurrently(t *testing.T) {
 	parent := httptest.NewServer(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	defer parent.Close()
 
-	got, _, err := scrapeFamilies(ctx, parent.URL)
+	got, _, err := promtest.Scrape(ctx, parent.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

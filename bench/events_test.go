@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
+	"github.com/dktscore/dktscore/scoring"
 )
 
 func TestRoundRobinReplayInterleavesStudentsInFileOrder(t *testing.T) {
@@ -19,6 +20,11 @@ func TestRoundRobinReplayInterleavesStudentsInFileOrder(t *testing.T) {
 	}
 }
 
+const (
+	testModel = "../models/dkt"
+	testSplit = "../data/assistments/builder_test.csv"
+)
+
 // Row g's carried-state replay does the real work: after it, every student's
 // state is the state after their whole history, as emit-state computes it.
 // Small polls over two partitions make students span polls and take several
@@ -29,7 +35,7 @@ func TestCarriedReplayAppliesEveryEventOnceInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	all, err := readAll(scoreFlags{input: testSplit}, m.NumSkills)
+	all, err := ReadAll(scoring.Options{Input: testSplit}, m.NumSkills)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +52,7 @@ func TestCarriedReplayAppliesEveryEventOnceInOrder(t *testing.T) {
 	}
 	next := 0
 	want := make([][]float32, len(seqs))
-	_, err = stepHistories(context.Background(), m, 64, func() (records.Sequence, bool, error) {
+	_, err = scoring.StepHistories(context.Background(), m, 64, func() (records.Sequence, bool, error) {
 		if next == len(seqs) {
 			return records.Sequence{}, false, nil
 		}

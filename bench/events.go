@@ -1,21 +1,22 @@
-package main
+package bench
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
+	"github.com/dktscore/dktscore/scoring"
 )
 
-// Row g of `dktscore bench` (issue 8): the input replayed as events, one
+// Row g of `dktscore bench`: the input replayed as events, one
 // interaction at a time, scored two ways:
 //
 //	carried  event mode: each student's LSTM state is kept between events, so
@@ -37,17 +38,18 @@ import (
 // sessions as row a does. Timed: the model runs and the state gathering and
 // scattering around them; not timed: building the replay and the batches.
 
-// eventBenchFlags are row g's own flags.
-type eventBenchFlags struct {
+// EventFlags are row g's own flags.
+type EventFlags struct {
 	poll         int
 	rescoreEvery int
 }
 
-func registerEventBenchFlags(fs *flag.FlagSet) *eventBenchFlags {
-	var e eventBenchFlags
-	fs.IntVar(&e.poll, "event-poll", 500, "row g (--rows g): events per poll of one partition (serve's DKTSCORE_MAX_POLL_RECORDS default)")
-	fs.IntVar(&e.rescoreEvery, "rescore-every", 200, "row g: re-score the history of every Nth event of the replay (a sample: re-scoring every event is O(history²))")
-	return &e
+// Declare declares row g's flags, bound to e.
+func (e *EventFlags) Declare(set *config.Set) {
+	config.Int(set, &e.poll, config.Spec{Flag: "event-poll", Default: "500",
+		Help: "row g (--rows g): events per poll of one partition (serve's DKTSCORE_MAX_POLL_RECORDS default)"}).Check(config.AtLeast(1))
+	config.Int(set, &e.rescoreEvery, config.Spec{Flag: "rescore-every", Default: "200",
+		Help: "row g: re-score the history of every Nth event of the replay (a sample: re-scoring every event is O(history²))"}).Check(config.AtLeast(1))
 }
 
 type eventBenchRow struct {
@@ -110,7 +112,7 @@ func roundRobinReplay(seqs []records.Sequence) []replayEvent {
 	return out
 }
 
-func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []records.Sequence, runs, warmup int, asJSON bool, stdout io.Writer) error {
+func benchEvents(f scoring.Options, e *EventFlags, m *model.Model, seqs []records.Sequence, runs, warmup int, asJSON bool, stdout io.Writer) error {
 	if e.poll < 1 || e.rescoreEvery < 1 {
 		return fmt.Errorf("row g: --event-poll %d and --rescore-every %d must be at least 1", e.poll, e.rescoreEvery)
 	}
@@ -120,10 +122,10 @@ func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []record
 	replay := roundRobinReplay(seqs)
 	res := eventBenchRow{Row: "g", Name: "event mode: carried state vs re-scoring the whole history per event",
 		Replay: "round-robin over students in file order", Students: len(seqs), Events: len(replay), Poll: e.poll,
-		Sessions: f.sessions, Threads: gpu.ThreadsPerSession(f.threads, f.sessions), Signature: m.Signature}
+		Sessions: f.Sessions, Threads: gpu.ThreadsPerSession(f.Threads, f.Sessions), Signature: m.Signature}
 
 	// (i) carried state.
-	carried := newCarriedReplay(m, seqs, replay, f.sessions, e.poll)
+	carried := newCarriedReplay(m, seqs, replay, f.Sessions, e.poll)
 	for pass := range warmup + runs {
 		secs, err := carried.run()
 		if err != nil {
@@ -133,11 +135,11 @@ func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []record
 			res.Carried.Runs = append(res.Carried.Runs, secs)
 		}
 	}
-	res.Carried.Median = median(res.Carried.Runs)
+	res.Carried.Median = Median(res.Carried.Runs)
 	res.Carried.EventsPerSec = float64(len(replay)) / res.Carried.Median
 	res.Carried.StepRuns = carried.stepRuns()
 	res.Carried.MeanRowsPerRun = float64(len(replay)) / float64(res.Carried.StepRuns)
-	res.Carried.PeakRSSKiB = peakRSSKiB()
+	res.Carried.PeakRSSKiB = PeakRSSKiB()
 
 	// (ii) re-scoring the history up to every sampled event.
 	var prefixes []records.Sequence
@@ -172,23 +174,23 @@ func benchEvents(f scoreFlags, e *eventBenchFlags, m *model.Model, seqs []record
 	r.MeanPrefix = float64(real) / float64(len(prefixes))
 	// A re-scoring pass is long (O(history) per event); its warm-up runs only
 	// the first batches, enough for TensorFlow's first-run costs.
-	warm := min(len(batches), 2*f.sessions)
+	warm := min(len(batches), 2*f.Sessions)
 	for range warmup {
-		if _, err := predictAll(m, f.sessions, batches[:warm], outs[:warm]); err != nil {
+		if _, err := predictAll(m, f.Sessions, batches[:warm], outs[:warm]); err != nil {
 			return err
 		}
 	}
 	for range runs {
-		secs, err := predictAll(m, f.sessions, batches, outs)
+		secs, err := predictAll(m, f.Sessions, batches, outs)
 		if err != nil {
 			return err
 		}
 		r.Runs = append(r.Runs, secs)
 	}
-	r.Median = median(r.Runs)
+	r.Median = Median(r.Runs)
 	r.EventsPerSec = float64(r.Events) / r.Median
 	res.Speedup = res.Carried.EventsPerSec / r.EventsPerSec
-	res.PeakRSSKiB = peakRSSKiB()
+	res.PeakRSSKiB = PeakRSSKiB()
 
 	if asJSON {
 		line, _ := json.Marshal(res)
@@ -318,19 +320,19 @@ func (p *replayPartition) apply(m *model.Model, seqs []records.Sequence) error {
 	return nil
 }
 
-// benchEventsCmd measures row g in its own model and input load.
-func benchEventsCmd(f scoreFlags, e *eventBenchFlags, runs, warmup int, asJSON bool, stdout io.Writer) error {
-	m, err := loadModel(f)
+// Events measures row g in its own model and input load.
+func Events(f scoring.Options, e *EventFlags, runs, warmup int, asJSON bool, stdout io.Writer) error {
+	m, err := scoring.LoadModel(f)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	seqs, err := readAll(f, m.NumSkills)
+	seqs, err := ReadAll(f, m.NumSkills)
 	if err != nil {
 		return err
 	}
 	if len(seqs) == 0 {
-		return fmt.Errorf("%s: no valid sequences", f.input)
+		return fmt.Errorf("%s: no valid sequences", f.Input)
 	}
 	return benchEvents(f, e, m, seqs, runs, warmup, asJSON, stdout)
 }

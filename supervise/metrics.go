@@ -1,4 +1,4 @@
-package main
+package supervise
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -36,6 +37,18 @@ func newChildMetrics(children map[string]string) *childMetrics {
 }
 
 const childLabel = "worker"
+
+// MetricsHandler serves every child's metrics in one scrape, each series
+// labelled worker=<child name>.
+func (s *Supervisor) MetricsHandler() http.Handler {
+	urls := map[string]string{}
+	for _, c := range s.cfg.Children {
+		if c.MetricsURL != "" {
+			urls[c.Name] = c.MetricsURL
+		}
+	}
+	return promhttp.HandlerFor(newChildMetrics(urls), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
 
 // Gather implements prometheus.Gatherer.
 func (c *childMetrics) Gather() ([]*dto.MetricFamily, error) {

@@ -1,4 +1,4 @@
-package main
+package scoring
 
 import (
 	"context"
@@ -24,19 +24,19 @@ import (
 const emitStateRows = 256
 
 // checkEmitState fails before scoring starts when --emit-state cannot work.
-func checkEmitState(f scoreFlags, m *model.Model) error {
-	if f.emitState == "" {
+func checkEmitState(o Options, m *model.Model) error {
+	if o.EmitState == "" {
 		return nil
 	}
-	if f.maxSteps > 0 {
-		return fmt.Errorf("--emit-state with --max-steps %d: a state is the student's whole history (event mode has no window); drop --max-steps or score in two runs", f.maxSteps)
+	if o.MaxSteps > 0 {
+		return fmt.Errorf("--emit-state with --max-steps %d: a state is the student's whole history (event mode has no window); drop --max-steps or score in two runs", o.MaxSteps)
 	}
 	if !m.HasStep() {
 		// Step's error says why and how to re-export.
 		return fmt.Errorf("--emit-state: %w", m.Step(context.Background(), model.StepInputs{}, model.StepOutputs{}))
 	}
-	if filepath.Clean(f.emitState) == filepath.Clean(f.output) {
-		return fmt.Errorf("--emit-state %s is the --output file; name another file", f.emitState)
+	if filepath.Clean(o.EmitState) == filepath.Clean(o.Output) {
+		return fmt.Errorf("--emit-state %s is the --output file; name another file", o.EmitState)
 	}
 	return nil
 }
@@ -46,22 +46,22 @@ type emitSummary struct {
 	wall                            time.Duration
 }
 
-// emitStates reads f.input again and steps every valid student's history
+// emitStates reads o.Input again and steps every valid student's history
 // through model.Step, batched across students, then writes each final state
-// to f.emitState. Records the scoring pass rejected are rejected again and
+// to o.EmitState. Records the scoring pass rejected are rejected again and
 // skipped here (the rejects file already lists them, with the reason).
-func emitStates(ctx context.Context, m *model.Model, f scoreFlags, stdout io.Writer) error {
+func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer) error {
 	start := time.Now()
-	input, err := openInput(f.input, f.inputFormat, m.NumSkills)
+	input, err := OpenInput(o.Input, o.InputFormat, m.NumSkills)
 	if err != nil {
 		return err
 	}
 	defer input.Close()
-	if err := os.MkdirAll(filepath.Dir(f.emitState), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(o.EmitState), 0o755); err != nil {
 		return err
 	}
 	version := m.Name + "/" + m.Version
-	out, err := columnar.CreateStateFile(f.emitState,
+	out, err := columnar.CreateStateFile(o.EmitState,
 		columnar.Config{NumSkills: m.NumSkills, ModelVersion: version, Format: columnar.FormatParquet}, m.StateSize())
 	if err != nil {
 		return err
@@ -88,27 +88,27 @@ func emitStates(ctx context.Context, m *model.Model, f scoreFlags, stdout io.Wri
 		sum.events += s.Len()
 		return out.Write(columnar.StateRow{StudentID: s.StudentID, ModelVersion: version, Events: int64(s.Len()), State: state})
 	}
-	sum.runs, err = stepHistories(ctx, m, emitStateRows, next, done)
+	sum.runs, err = StepHistories(ctx, m, emitStateRows, next, done)
 	if err == nil {
 		err = out.Close()
 	}
 	if err != nil {
 		out.Abort()
-		return fmt.Errorf("--emit-state %s: %w", f.emitState, err)
+		return fmt.Errorf("--emit-state %s: %w", o.EmitState, err)
 	}
 	sum.wall = time.Since(start)
 	fmt.Fprintf(stdout, "states=%d events=%d skipped_rejects=%d step_runs=%d wall=%.2fs state_size=%d model=%s emit_state=%s\n",
-		sum.students, sum.events, sum.skipped, sum.runs, sum.wall.Seconds(), m.StateSize(), version, f.emitState)
+		sum.students, sum.events, sum.skipped, sum.runs, sum.wall.Seconds(), m.StateSize(), version, o.EmitState)
 	return nil
 }
 
-// stepHistories steps whole histories through model.Step, up to maxRows
+// StepHistories steps whole histories through model.Step, up to maxRows
 // students per run: each run applies the next interaction of every student in
 // the batch; a student whose history is done leaves with its final state
 // (done gets a slice it may keep) and the next student from next takes its
 // row. The batch stays full until the input runs dry, and memory holds
 // maxRows students, whatever the input's size. It returns the number of runs.
-func stepHistories(ctx context.Context, m *model.Model, maxRows int,
+func StepHistories(ctx context.Context, m *model.Model, maxRows int,
 	next func() (records.Sequence, bool, error), done func(records.Sequence, []float32) error) (int, error) {
 	size, skills := m.StateSize(), m.NumSkills
 	students := make([]records.Sequence, 0, maxRows) // row → student

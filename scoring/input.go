@@ -1,4 +1,4 @@
-package main
+package scoring
 
 import (
 	"fmt"
@@ -25,15 +25,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// input is a decoder plus, for text formats, how far into the file it is.
-type input struct {
+// Input is a decoder plus, for text formats, how far into the file it is.
+type Input struct {
 	records.Reader
 	file     *os.File
 	size     int64
 	consumed *countingReader // nil for Parquet, which is read by row group
 }
 
-func (in *input) Close() error {
+// Close closes the decoder and the file.
+func (in *Input) Close() error {
 	err := in.Reader.Close()
 	if in.file != nil {
 		in.file.Close()
@@ -41,9 +42,9 @@ func (in *input) Close() error {
 	return err
 }
 
-// openInput opens the records at path in the format named by formatFlag
+// OpenInput opens the records at path in the format named by formatFlag
 // (--input-format), or the one detected from the file when it is empty.
-func openInput(path, formatFlag string, numSkills int) (*input, error) {
+func OpenInput(path, formatFlag string, numSkills int) (*Input, error) {
 	var format records.Format
 	var err error
 	if formatFlag != "" {
@@ -60,7 +61,7 @@ func openInput(path, formatFlag string, numSkills int) (*input, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &input{Reader: r}, nil
+		return &Input{Reader: r}, nil
 	}
 	file, err := os.Open(path)
 	if err != nil {
@@ -77,7 +78,7 @@ func openInput(path, formatFlag string, numSkills int) (*input, error) {
 		file.Close()
 		return nil, err
 	}
-	return &input{Reader: r, file: file, size: stat.Size(), consumed: counter}, nil
+	return &Input{Reader: r, file: file, size: stat.Size(), consumed: counter}, nil
 }
 
 type progressBar struct {
@@ -87,7 +88,7 @@ type progressBar struct {
 
 // startProgress redraws a bar on stderr while a terminal is watching; it stays
 // silent when stderr is a file or pipe (CI logs, redirects).
-func startProgress(w io.Writer, enabled bool, in *input, p *worker.Progress) *progressBar {
+func startProgress(w io.Writer, enabled bool, in *Input, p *worker.Progress) *progressBar {
 	bar := &progressBar{done: make(chan struct{})}
 	file, ok := w.(*os.File)
 	if !enabled || !ok || !isTerminal(file) {

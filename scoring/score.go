@@ -1,0 +1,141 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dktscore/dktscore/io/columnar"
+	"github.com/dktscore/dktscore/io/records"
+	"github.com/dktscore/dktscore/model"
+	"github.com/dktscore/dktscore/worker"
+)
+
+// Run scores every student of o.Input and writes their mastery after the
+// latest interaction to o.Output (and the trajectory, rejects and states o
+// asks for), then prints the summary on stdout; the progress bar goes to
+// stderr.
+func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
+	outFormat, err := outputFormat(o.Output, o.OutputFormat)
+	if err != nil {
+		return err
+	}
+	m, err := LoadModel(o)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := o.Batching.CheckModel(Settings(new(Options), "score"), m.NumSkills); err != nil {
+		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
+	}
+	if err := checkEmitState(o, m); err != nil {
+		return err
+	}
+
+	input, err := OpenInput(o.Input, o.InputFormat, m.NumSkills)
+	if err != nil {
+		return err
+	}
+	defer input.Close()
+
+	if err := os.MkdirAll(filepath.Dir(o.Output), 0o755); err != nil {
+		return err
+	}
+	outCfg := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, Format: outFormat}
+	mastery, err := columnar.CreateMasteryFile(o.Output, outCfg)
+	if err != nil {
+		return err
+	}
+	sink := worker.ColumnarSink{Mastery: mastery}
+	abort := func() {
+		mastery.Abort()
+		if sink.Trajectory != nil {
+			sink.Trajectory.Abort()
+		}
+	}
+	trajectoryPath := ""
+	if o.Trajectory {
+		trajectoryPath = trajectoryName(o.Output)
+		if sink.Trajectory, err = columnar.CreateTrajectoryFile(trajectoryPath, outCfg); err != nil {
+			abort()
+			return err
+		}
+	}
+	rejectsPath := o.Output + ".rejects.jsonl"
+	rejectsFile, err := os.Create(rejectsPath)
+	if err != nil {
+		abort()
+		return err
+	}
+	defer rejectsFile.Close()
+
+	cfg := worker.Config{Batching: o.Batching.Config(m.NumSkills), Engines: o.Sessions, MaxSteps: o.MaxSteps, Trajectory: o.Trajectory}
+	var progress worker.Progress
+	bar := startProgress(stderr, !o.Quiet, input, &progress)
+	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, Engine(model.FixedVersion(m)), sink,
+		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile)}, &progress)
+	bar.stop()
+	if runErr != nil {
+		abort()
+		if errors.Is(runErr, context.Canceled) {
+			return fmt.Errorf("interrupted after %d students; %s was not written", sum.Students, o.Output)
+		}
+		return runErr
+	}
+	closeErr := mastery.Close()
+	if sink.Trajectory != nil {
+		closeErr = errors.Join(closeErr, sink.Trajectory.Close())
+	}
+	if err := errors.Join(closeErr, rejectsFile.Close()); err != nil {
+		return err
+	}
+	printSummary(stdout, sum, o, outFormat, trajectoryPath, rejectsPath)
+	fmt.Fprintf(stdout, "model=%s/%s signature=%s\n", m.Name, m.Version, m.Signature)
+	if o.EmitState != "" {
+		return emitStates(ctx, m, o, stdout)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, s worker.Summary, o Options, format columnar.Format, trajectoryPath, rejectsPath string) {
+	secs := s.Wall.Seconds()
+	fmt.Fprintf(w, "students=%d interactions=%d rejected=%d", s.Students, s.Interactions, s.Rejected)
+	if o.MaxSteps > 0 {
+		fmt.Fprintf(w, " windowed=%d (max-steps %d)", s.Windowed, o.MaxSteps)
+	}
+	fmt.Fprintf(w, "\nwall=%.2fs sequences/s=%.1f interactions/s=%.0f\n", secs, float64(s.Students)/secs, float64(s.Interactions)/secs)
+	fmt.Fprintf(w, "padding_efficiency=%.4f (real %d / computed %d steps) batches=%d flushes: size=%d bucket=%d delay=%d drain=%d\n",
+		s.PaddingEfficiency(), s.RealSteps, s.Computed, s.Batches,
+		s.Flushes["size"], s.Flushes["bucket"], s.Flushes["delay"], s.Flushes["drain"])
+	if s.HasAUC {
+		fmt.Fprintf(w, "auc=%.4f (pooled next-step over all real steps)\n", s.AUC)
+	} else {
+		fmt.Fprintln(w, "auc=n/a (needs both correct and incorrect next answers)")
+	}
+	fmt.Fprintf(w, "output=%s (%s)", o.Output, format)
+	if trajectoryPath != "" {
+		fmt.Fprintf(w, " trajectory=%s", trajectoryPath)
+	}
+	fmt.Fprintf(w, " rejects=%s\n", rejectsPath)
+}
+
+func outputFormat(path, flagValue string) (columnar.Format, error) {
+	if flagValue != "" {
+		return columnar.ParseFormat(flagValue)
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".arrow", ".ipc", ".feather":
+		return columnar.FormatArrow, nil
+	}
+	return columnar.FormatParquet, nil
+}
+
+// trajectoryName turns out/x.parquet into out/x.trajectory.parquet.
+func trajectoryName(output string) string {
+	ext := filepath.Ext(output)
+	return strings.TrimSuffix(output, ext) + ".trajectory" + ext
+}
