@@ -74,6 +74,6 @@ func TestBucketsBoundPadding(t *testing.T) {
 			t.Fatalf("growth %v: %d items out, %d in", g, seen, len(lengths))
 		}
 		s := a.Stats()
-		t.Logf("growth %v: %d batches, computed/real %.4f", g, s.Batches, s.PaddingRatio())
+		t.Logf("growth %v: %d batches, computed/real %.4f", g, s.Batches, float64(s.ComputedSteps)/float64(s.RealSteps))
 	}
 }

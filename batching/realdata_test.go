@@ -189,7 +189,8 @@ func BenchmarkAssemble(b *testing.B) {
 				release(a.Drain())
 			}
 			b.ReportMetric(float64(real)*float64(b.N)/b.Elapsed().Seconds(), "steps/s")
-			b.ReportMetric(a.Stats().PaddingRatio(), "computed/real")
+			st := a.Stats()
+			b.ReportMetric(float64(st.ComputedSteps)/float64(st.RealSteps), "computed/real")
 			b.ReportMetric(float64(a.Stats().Batches)/float64(b.N), "batches/op")
 		})
 	}

@@ -14,15 +14,6 @@ type Stats struct {
 	Discarded     uint64                  // sequences dropped because Close gave up before they were delivered
 }
 
-// PaddingRatio is ComputedSteps ÷ RealSteps (1 means no padding), or 0 before
-// the first batch.
-func (s Stats) PaddingRatio() float64 {
-	if s.RealSteps == 0 {
-		return 0
-	}
-	return float64(s.ComputedSteps) / float64(s.RealSteps)
-}
-
 // counters are atomics because the Assembler's goroutine writes them while a
 // metrics scraper reads them through Batcher.Stats.
 type counters struct {

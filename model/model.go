@@ -29,7 +29,7 @@ const (
 	IDsSignature = "predict_ids"
 )
 
-// Names maps the model contract (GUIDE §1) to the keys of a signature's inputs
+// Names maps the model contract (README, "The model") to the keys of a signature's inputs
 // and outputs. The defaults are the bundled model's names; other exports are
 // mapped by overriding names, never by guessing.
 type Names struct {
