@@ -37,7 +37,7 @@ func (l loggedRejects) Reject(ctx context.Context, w worker.Work) error {
 	err := l.next.Reject(ctx, w)
 	if l.log.Enabled(ctx, slog.LevelDebug) {
 		src, _ := w.Source.(kafka.Message)
-		l.log.Debug("dead-lettered a record", "kind", worker.RejectKind(w.Reject.Reason),
+		l.log.Debug("dead-lettered a record", "kind", w.Reject.CountedKind(),
 			"topic", src.Topic, "partition", src.Partition, "offset", src.Offset, "error", err)
 	}
 	return err

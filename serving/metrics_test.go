@@ -18,7 +18,6 @@ import (
 	"github.com/dktscore/dktscore/internal/promtest"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
-	"github.com/dktscore/dktscore/worker"
 )
 
 // payloadMarker is in every student id and bad record of the workload: a log
@@ -84,17 +83,20 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 		values = append(values, value)
 		realSteps += len(seq.Skills)
 	}
-	bad := []struct{ value, kind string }{
-		{`{"student_id": "` + payloadMarker + `-a", "skills": [1, 2], "correct": [1]}`, worker.RejectLengthMismatch},
-		{`{"student_id": "` + payloadMarker + `-b", "skills": [500], "correct": [1]}`, worker.RejectSkillRange},
-		{`{"student_id": "` + payloadMarker + `-c", "skills": [3], "correct": [7]}`, worker.RejectBadCorrect},
-		{`{"student_id": "` + payloadMarker + `-d", "skills": [], "correct": []}`, worker.RejectEmpty},
-		{payloadMarker + ` is not JSON`, worker.RejectMalformed},
-		{`{"student_id": "` + payloadMarker + `-e", "skills": [1, 2`, worker.RejectMalformed},
-		{`{"student_id": "", "skills": [1], "correct": [0], "note": "` + payloadMarker + `"}`, worker.RejectBadStudentID},
-		{"{\"student_id\": \"" + payloadMarker + "\xff\", \"skills\": [1], \"correct\": [0]}", worker.RejectNotUTF8},
+	bad := []struct {
+		value string
+		kind  records.RejectKind
+	}{
+		{`{"student_id": "` + payloadMarker + `-a", "skills": [1, 2], "correct": [1]}`, records.RejectLengthMismatch},
+		{`{"student_id": "` + payloadMarker + `-b", "skills": [500], "correct": [1]}`, records.RejectSkillRange},
+		{`{"student_id": "` + payloadMarker + `-c", "skills": [3], "correct": [7]}`, records.RejectBadCorrect},
+		{`{"student_id": "` + payloadMarker + `-d", "skills": [], "correct": []}`, records.RejectEmpty},
+		{payloadMarker + ` is not JSON`, records.RejectMalformed},
+		{`{"student_id": "` + payloadMarker + `-e", "skills": [1, 2`, records.RejectMalformed},
+		{`{"student_id": "", "skills": [1], "correct": [0], "note": "` + payloadMarker + `"}`, records.RejectBadStudentID},
+		{"{\"student_id\": \"" + payloadMarker + "\xff\", \"skills\": [1], \"correct\": [0]}", records.RejectNotUTF8},
 	}
-	wantKinds := map[string]float64{}
+	wantKinds := map[records.RejectKind]float64{}
 	for _, b := range bad {
 		values = append(values, []byte(b.value))
 		wantKinds[b.kind]++
@@ -163,8 +165,8 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 		"dktscore_batcher_pending":     0,
 		"dktscore_commit_lag":          0,
 	}
-	for _, kind := range worker.RejectKinds {
-		want["dktscore_rejects_total{kind="+kind+"}"] = wantKinds[kind]
+	for _, kind := range records.RejectKinds {
+		want["dktscore_rejects_total{kind="+string(kind)+"}"] = wantKinds[kind]
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
@@ -262,7 +264,7 @@ func checkLogs(t *testing.T, logs string, deadLetters int) {
 		msg, _ := line["msg"].(string)
 		messages[msg]++
 		if msg == "dead-lettered a record" {
-			if _, ok := line["offset"]; !ok || line["kind"] == nil || line["kind"] == worker.RejectOther {
+			if _, ok := line["offset"]; !ok || line["kind"] == nil || line["kind"] == string(records.RejectOther) {
 				t.Errorf("dead letter logged without offset or kind: %s", scanner.Text())
 			}
 		}

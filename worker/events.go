@@ -670,11 +670,11 @@ func (p *EventPipeline) resultMessage(value []byte, rows int) kafka.Message {
 // student's events in one partition, in order.
 func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
 	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
-	reject := func(student, reason string) (records.Event, *records.RejectError) {
-		return records.Event{}, &records.RejectError{Input: where, Record: -1, StudentID: student, Reason: reason}
+	reject := func(student string, kind records.RejectKind, reason string) (records.Event, *records.RejectError) {
+		return records.Event{}, &records.RejectError{Input: where, Record: -1, StudentID: student, Kind: kind, Reason: reason}
 	}
 	if maxBytes > 0 && len(m.Value) > maxBytes {
-		return reject(string(m.Key), fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; an event is one small JSON object, or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes))
+		return reject(string(m.Key), records.RejectTooLarge, fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; an event is one small JSON object, or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes))
 	}
 	ev, err := records.DecodeJSONEvent(m.Value, numSkills)
 	var rej *records.RejectError
@@ -683,13 +683,15 @@ func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event
 		return records.Event{}, rej
 	}
 	if err != nil {
-		return reject("", err.Error())
+		// DecodeJSONEvent reports every bad record as a RejectError; any other
+		// error is unexpected, so no record kind can be claimed for it.
+		return reject("", records.RejectOther, err.Error())
 	}
 	switch {
 	case len(m.Key) == 0:
-		return reject(ev.StudentID, fmt.Sprintf("message has no key; produce events keyed by student_id (%q here) so a student's events stay in one partition, in order", ev.StudentID))
+		return reject(ev.StudentID, records.RejectBadStudentID, fmt.Sprintf("message has no key; produce events keyed by student_id (%q here) so a student's events stay in one partition, in order", ev.StudentID))
 	case string(m.Key) != ev.StudentID:
-		return reject(ev.StudentID, fmt.Sprintf("message key %q is not the student_id %q; key events by student_id so a student's events stay in one partition, in order", m.Key, ev.StudentID))
+		return reject(ev.StudentID, records.RejectBadStudentID, fmt.Sprintf("message key %q is not the student_id %q; key events by student_id so a student's events stay in one partition, in order", m.Key, ev.StudentID))
 	}
 	return ev, nil
 }

@@ -57,7 +57,7 @@ func (s MessageSource) Read(ctx context.Context) (Work, Ack, error) {
 func DecodeMessage(m kafka.Message, numSkills, maxBytes int) Work {
 	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
 	if maxBytes > 0 && len(m.Value) > maxBytes {
-		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, StudentID: string(m.Key),
+		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, StudentID: string(m.Key), Kind: records.RejectTooLarge,
 			Reason: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; split the history or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes)}}
 	}
 	seq, err := records.DecodeJSONSequence(m.Value, numSkills)
@@ -67,7 +67,9 @@ func DecodeMessage(m kafka.Message, numSkills, maxBytes int) Work {
 		return Work{Source: m, Reject: reject}
 	}
 	if err != nil {
-		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, Reason: err.Error()}}
+		// DecodeJSONSequence reports every bad record as a RejectError; any
+		// other error is unexpected, so no record kind can be claimed for it.
+		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, Kind: records.RejectOther, Reason: err.Error()}}
 	}
 	seq.Record = -1
 	return Work{Seq: seq, Source: m}

@@ -2,14 +2,13 @@ package worker
 
 import (
 	"context"
-	"regexp"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dktscore/dktscore/batching"
+	"github.com/dktscore/dktscore/io/records"
 )
 
 // Metrics are the pipeline's Prometheus collectors, all named dktscore_*.
@@ -57,8 +56,8 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 	for _, r := range batching.FlushReasons {
 		m.flushes.WithLabelValues(r.String())
 	}
-	for _, k := range RejectKinds {
-		m.rejects.WithLabelValues(k)
+	for _, k := range records.RejectKinds {
+		m.rejects.WithLabelValues(string(k))
 	}
 	counter := CounterFunc
 	gauge := func(name, help string, v func() float64) prometheus.Collector {
@@ -130,7 +129,8 @@ func (m *Metrics) ObserveBatch(size, realSteps, computedSteps int, reason string
 func (m *Metrics) WatchBatcher(stats func() batching.Stats) { m.batcher.Store(&stats) }
 
 // CountRejects wraps next so that every reject it records is counted in
-// dktscore_rejects_total under its RejectKind.
+// dktscore_rejects_total under its kind (RejectError.CountedKind: a reject
+// whose creator left the kind unset counts as other).
 func (m *Metrics) CountRejects(next RejectSink) RejectSink {
 	return countingRejects{next: next, rejects: m.rejects}
 }
@@ -144,67 +144,6 @@ func (c countingRejects) Reject(ctx context.Context, w Work) error {
 	if err := c.next.Reject(ctx, w); err != nil {
 		return err
 	}
-	c.rejects.WithLabelValues(RejectKind(w.Reject.Reason)).Inc()
+	c.rejects.WithLabelValues(string(w.Reject.CountedKind())).Inc()
 	return nil
-}
-
-// Reject kinds: the bounded label set of dktscore_rejects_total. A reason
-// quotes the offending value (student data), so it never becomes a label.
-const (
-	RejectTooLarge       = "too_large"
-	RejectNotUTF8        = "not_utf8"
-	RejectMalformed      = "malformed"
-	RejectOutOfOrder     = "out_of_order"
-	RejectBadTimestamp   = "bad_timestamp"
-	RejectBadStudentID   = "bad_student_id"
-	RejectLengthMismatch = "length_mismatch"
-	RejectEmpty          = "empty"
-	RejectSkillRange     = "skill_out_of_range"
-	RejectBadCorrect     = "bad_correct"
-	RejectOther          = "other"
-)
-
-// RejectKinds lists every kind RejectKind returns.
-var RejectKinds = []string{RejectTooLarge, RejectNotUTF8, RejectMalformed, RejectOutOfOrder, RejectBadTimestamp,
-	RejectBadStudentID, RejectLengthMismatch, RejectEmpty, RejectSkillRange, RejectBadCorrect, RejectOther}
-
-// rejectPhrases maps the fixed wording of the decoders' reasons (io/records,
-// DecodeMessage) to kinds. Order matters: a malformed-JSON reason quotes the
-// expected shape, which names student_id, so malformed is matched before it.
-var rejectPhrases = []struct{ phrase, kind string }{
-	{"byte limit", RejectTooLarge},
-	{"is longer than", RejectTooLarge},
-	{"not valid UTF-8", RejectNotUTF8},
-	{"reappears", RejectOutOfOrder},
-	{"timestamp", RejectBadTimestamp}, // before "not an integer": "timestamp X is not an integer/float epoch"
-	{"not a JSON record", RejectMalformed},
-	{"not a DKT 3-line record", RejectMalformed},
-	{"truncated record", RejectMalformed},
-	{"fix the quoting", RejectMalformed},
-	{"fields but the header", RejectMalformed},
-	{"not an integer", RejectMalformed},
-	{"is null", RejectMalformed},
-	{"student_id", RejectBadStudentID},
-	{"length mismatch", RejectLengthMismatch},
-	{"empty sequence", RejectEmpty},
-	{"is outside [0,", RejectSkillRange},
-	{"must be 0 or 1", RejectBadCorrect},
-}
-
-// quotedValue matches a Go-quoted string (strconv.Quote, %q): the decoders
-// quote every value they take from a record that way.
-var quotedValue = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-
-// RejectKind classifies a reject reason into one of RejectKinds. Only the
-// reason's own wording counts: the quoted values are cut out first, so a
-// record cannot choose its kind by carrying a phrase (skills: ["timestamp"]
-// is malformed, not a bad timestamp).
-func RejectKind(reason string) string {
-	wording := quotedValue.ReplaceAllString(reason, `""`)
-	for _, p := range rejectPhrases {
-		if strings.Contains(wording, p.phrase) {
-			return p.kind
-		}
-	}
-	return RejectOther
 }

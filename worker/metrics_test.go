@@ -66,89 +66,89 @@ func scrape(t *testing.T, ctx context.Context, url string) map[string]float64 {
 // decoder (DecodeMessage), one or more per kind.
 var badMessages = []struct {
 	value string
-	kind  string
+	kind  records.RejectKind
 }{
-	{`{"student_id": "a", "skills": [1, 2], "correct": [1]}`, RejectLengthMismatch},
-	{`{"student_id": "b", "skills": [1, 2], "correct": [1, 0`, RejectMalformed},
-	{`not json at all`, RejectMalformed},
-	{`{"student_id": "c", "skills": ["x"], "correct": [1]}`, RejectMalformed},
-	{`{"student_id": "d", "skills": [4], "correct": [1]}`, RejectSkillRange},
-	{`{"student_id": "e", "skills": [-1], "correct": [1]}`, RejectSkillRange},
-	{`{"student_id": "f", "skills": [1], "correct": [2]}`, RejectBadCorrect},
-	{`{"student_id": "", "skills": [1], "correct": [1]}`, RejectBadStudentID},
-	{`{"skills": [1], "correct": [1]}`, RejectBadStudentID},
-	{`{"student_id": [1], "skills": [1], "correct": [1]}`, RejectBadStudentID},
-	{`{"student_id": "g", "skills": [], "correct": []}`, RejectEmpty},
-	{"{\"student_id\": \"\xff\", \"skills\": [1], \"correct\": [1]}", RejectNotUTF8},
-	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, RejectTooLarge},
+	{`{"student_id": "a", "skills": [1, 2], "correct": [1]}`, records.RejectLengthMismatch},
+	{`{"student_id": "b", "skills": [1, 2], "correct": [1, 0`, records.RejectMalformed},
+	{`not json at all`, records.RejectMalformed},
+	{`{"student_id": "c", "skills": ["x"], "correct": [1]}`, records.RejectMalformed},
+	{`{"student_id": "d", "skills": [4], "correct": [1]}`, records.RejectSkillRange},
+	{`{"student_id": "e", "skills": [-1], "correct": [1]}`, records.RejectSkillRange},
+	{`{"student_id": "f", "skills": [1], "correct": [2]}`, records.RejectBadCorrect},
+	{`{"student_id": "", "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
+	{`{"skills": [1], "correct": [1]}`, records.RejectBadStudentID},
+	{`{"student_id": [1], "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
+	{`{"student_id": "g", "skills": [], "correct": []}`, records.RejectEmpty},
+	{"{\"student_id\": \"\xff\", \"skills\": [1], \"correct\": [1]}", records.RejectNotUTF8},
+	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, records.RejectTooLarge},
 }
 
 const badMessageMaxBytes = 100 // the too_large case above is longer
 
-func TestRejectKindOfEveryMessageReason(t *testing.T) {
+func TestDecodeMessageSetsTheRejectKind(t *testing.T) {
 	for _, c := range badMessages {
 		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
 		if w.Reject == nil {
 			t.Fatalf("%q was not rejected", c.value)
 		}
-		if got := RejectKind(w.Reject.Reason); got != c.kind {
-			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
+		if w.Reject.Kind != c.kind {
+			t.Errorf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
 		}
 	}
 }
 
 // A reason quotes the record's bad value; a value that spells another kind's
-// phrase must not decide the counted kind.
-func TestRejectKindIgnoresTheQuotedValue(t *testing.T) {
+// wording must not change the kind, which is where decoding failed.
+func TestRejectKindIsWhereTheRecordFailed(t *testing.T) {
 	cases := []struct {
 		value string
-		kind  string
+		kind  records.RejectKind
 	}{
-		{`{"student_id": "a", "skills": ["timestamp"], "correct": [1]}`, RejectMalformed},
-		{`{"student_id": "a", "skills": ["must be 0 or 1"], "correct": [1]}`, RejectMalformed},
-		{`{"student_id": "a", "skills": [1], "correct": ["byte limit"]}`, RejectBadCorrect},
-		{`{"student_id": "a", "skills": [1], "correct": ["is outside [0, \" reappears"]}`, RejectBadCorrect},
-		{`{"student_id": {"timestamp": 1}, "skills": [1], "correct": [1]}`, RejectBadStudentID},
-		{`{"student_id": ["length mismatch", "empty sequence"], "skills": [1], "correct": [1]}`, RejectBadStudentID},
+		{`{"student_id": "a", "skills": ["timestamp"], "correct": [1]}`, records.RejectMalformed},
+		{`{"student_id": "a", "skills": ["must be 0 or 1"], "correct": [1]}`, records.RejectMalformed},
+		{`{"student_id": "a", "skills": [1], "correct": ["byte limit"]}`, records.RejectBadCorrect},
+		{`{"student_id": "a", "skills": [1], "correct": ["is outside [0, \" reappears"]}`, records.RejectBadCorrect},
+		{`{"student_id": {"timestamp": 1}, "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
+		{`{"student_id": ["length mismatch", "empty sequence"], "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
 	}
 	for _, c := range cases {
 		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, 1000)
 		if w.Reject == nil {
 			t.Fatalf("%q was not rejected", c.value)
 		}
-		if got := RejectKind(w.Reject.Reason); got != c.kind {
-			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
+		if w.Reject.Kind != c.kind {
+			t.Errorf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
 		}
 	}
 }
 
-// File decoders word some reasons differently; every one must still land in
-// a named kind, never "other".
-func TestRejectKindOfFileReasons(t *testing.T) {
+// File decoders word some reasons differently; every one must still carry a
+// named kind, never "other".
+func TestFileRejectsCarryTheirKind(t *testing.T) {
 	cases := []struct {
 		format records.Format
 		input  string
-		kind   string
+		kind   records.RejectKind
 	}{
-		{records.FormatDKT3, "2\n1,9\n1,0\n", RejectSkillRange},
-		{records.FormatDKT3, "2\n1,1\n1,5\n", RejectBadCorrect},
-		{records.FormatDKT3, "2\n1,1,1\n1,0\n", RejectLengthMismatch},
-		{records.FormatDKT3, "x\n", RejectMalformed},
-		{records.FormatDKT3, "2\n1,1\n", RejectMalformed},
-		{records.FormatCSV, "student_id,skill_id,correct\na,x,1\n", RejectMalformed},
-		{records.FormatCSV, "student_id,skill_id,correct\na,1,3\n", RejectBadCorrect},
-		{records.FormatCSV, "student_id,skill_id,correct\n,1,1\n", RejectBadStudentID},
-		{records.FormatCSV, "student_id,skill_id,correct\na,1,1\nb,1,1\na,1,1\n", RejectOutOfOrder},
-		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,yesterday\n", RejectBadTimestamp},
-		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,5\na,1,1,2020-01-01T00:00:00Z\n", RejectBadTimestamp},
-		{records.FormatJSONL, `{"student_id": "a", "skills": [1], "correct": [1, 0]}` + "\n", RejectLengthMismatch},
+		{records.FormatDKT3, "2\n1,9\n1,0\n", records.RejectSkillRange},
+		{records.FormatDKT3, "2\n1,1\n1,5\n", records.RejectBadCorrect},
+		{records.FormatDKT3, "2\n1,1,1\n1,0\n", records.RejectLengthMismatch},
+		{records.FormatDKT3, "x\n", records.RejectMalformed},
+		{records.FormatDKT3, "2\n1,1\n", records.RejectMalformed},
+		{records.FormatCSV, "student_id,skill_id,correct\na,x,1\n", records.RejectMalformed},
+		{records.FormatCSV, "student_id,skill_id,correct\na,1,3\n", records.RejectBadCorrect},
+		{records.FormatCSV, "student_id,skill_id,correct\n,1,1\n", records.RejectBadStudentID},
+		{records.FormatCSV, "student_id,skill_id,correct\na,1,1\nb,1,1\na,1,1\n", records.RejectOutOfOrder},
+		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,yesterday\n", records.RejectBadTimestamp},
+		{records.FormatCSV, "student_id,skill_id,correct,timestamp\na,1,1,5\na,1,1,2020-01-01T00:00:00Z\n", records.RejectBadTimestamp},
+		{records.FormatJSONL, `{"student_id": "a", "skills": [1], "correct": [1, 0]}` + "\n", records.RejectLengthMismatch},
 	}
 	for _, c := range cases {
 		r, err := records.NewReader(strings.NewReader(c.input), "test", c.format, records.Options{NumSkills: testSkills})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var kinds []string
+		rejects := 0
 		for {
 			_, err := r.Next()
 			if errors.Is(err, io.EOF) {
@@ -161,14 +161,68 @@ func TestRejectKindOfFileReasons(t *testing.T) {
 			if !errors.As(err, &reject) {
 				t.Fatalf("%s %q: %v", c.format, c.input, err)
 			}
-			kinds = append(kinds, RejectKind(reject.Reason))
-			if kinds[len(kinds)-1] != c.kind {
-				t.Errorf("%s %q: reason %q is %s, want %s", c.format, c.input, reject.Reason, kinds[len(kinds)-1], c.kind)
+			rejects++
+			if reject.Kind != c.kind {
+				t.Errorf("%s %q: kind %q (reason %q), want %s", c.format, c.input, reject.Kind, reject.Reason, c.kind)
 			}
 		}
-		if len(kinds) == 0 {
+		if rejects == 0 {
 			t.Errorf("%s %q was not rejected", c.format, c.input)
 		}
+	}
+}
+
+// DecodeEventMessage adds its own checks (size, key) to DecodeJSONEvent's.
+func TestDecodeEventMessageSetsTheRejectKind(t *testing.T) {
+	cases := []struct {
+		key, value string
+		kind       records.RejectKind
+	}{
+		{"a", `{"student_id": "a", "skill_id": 1, "correct": 1, "note": "` + strings.Repeat("x", badMessageMaxBytes) + `"}`, records.RejectTooLarge},
+		{"", `{"student_id": "a", "skill_id": 1, "correct": 1}`, records.RejectBadStudentID},
+		{"b", `{"student_id": "a", "skill_id": 1, "correct": 1}`, records.RejectBadStudentID},
+		{"a", `{"student_id": "a", "skill_id": 1, "correct": 3}`, records.RejectBadCorrect},
+		{"a", `{"student_id": "a", "skill_id": 4, "correct": 1}`, records.RejectSkillRange},
+		{"a", `{"student_id": "a", "skill_id": 1, "correct": 1, "ts": "yesterday"}`, records.RejectBadTimestamp},
+		{"a", `not json`, records.RejectMalformed},
+	}
+	for _, c := range cases {
+		_, reject := DecodeEventMessage(kafka.Message{Topic: "in", Key: []byte(c.key), Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
+		if reject == nil {
+			t.Fatalf("key %q value %q was not rejected", c.key, c.value)
+		}
+		if reject.Kind != c.kind {
+			t.Errorf("key %q value %q: kind %q (reason %q), want %s", c.key, c.value, reject.Kind, reject.Reason, c.kind)
+		}
+	}
+}
+
+// A reject built without a kind is a bug in its creator, but it is still
+// counted — as other — rather than lost or given an empty label.
+func TestRejectWithoutAKindCountsAsOther(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg, new(Progress), nil)
+	sink := metrics.CountRejects(&memoryRejects{})
+	if err := sink.Reject(context.Background(), Work{Reject: &records.RejectError{Record: -1, Reason: "no kind"}}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "dktscore_rejects_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				counts[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if counts[string(records.RejectOther)] != 1 || len(counts) != len(records.RejectKinds) {
+		t.Errorf("rejects by kind = %v, want other = 1 and no series beyond the %d kinds", counts, len(records.RejectKinds))
 	}
 }
 
@@ -179,7 +233,7 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	defer cancel()
 	good := randomWorks(150, 7)
 	works := append([]Work(nil), good...)
-	wantKinds := map[string]float64{}
+	wantKinds := map[records.RejectKind]float64{}
 	for _, c := range badMessages {
 		works = append(works, DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes))
 		wantKinds[c.kind]++
@@ -218,8 +272,8 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 		"dktscore_batch_size_sum":          float64(len(good)),
 		"dktscore_inference_seconds_count": float64(sum.Batches),
 	}
-	for _, kind := range RejectKinds {
-		want["dktscore_rejects_total{kind="+kind+"}"] = wantKinds[kind]
+	for _, kind := range records.RejectKinds {
+		want["dktscore_rejects_total{kind="+string(kind)+"}"] = wantKinds[kind]
 	}
 	flushes := 0.0
 	for reason, n := range sum.Flushes {

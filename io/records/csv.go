@@ -90,14 +90,14 @@ func (c *csvRows) next() (longRow, error) {
 		}
 		line := c.lr.line
 		if tooLong {
-			return longRow{pos: line, orphan: true, problem: c.lr.tooLongReason(line)}, nil
+			return longRow{pos: line, orphan: true, problem: c.lr.tooLongLine(line)}, nil
 		}
 		if len(bytes.TrimSpace(text)) == 0 {
 			continue
 		}
 		c.fields, err = splitCSVLine(text, c.fields[:0])
 		if err != nil {
-			return longRow{pos: line, orphan: true, problem: fmt.Sprintf("line %d: %v; fix the quoting (fields spanning lines are not supported)", line, err)}, nil
+			return longRow{pos: line, orphan: true, problem: problemf(RejectMalformed, "line %d: %v; fix the quoting (fields spanning lines are not supported)", line, err)}, nil
 		}
 		return c.row(line), nil
 	}
@@ -106,12 +106,12 @@ func (c *csvRows) next() (longRow, error) {
 func (c *csvRows) row(line int) longRow {
 	f := c.fields
 	if c.iStudent >= len(f) || len(bytes.TrimSpace(f[c.iStudent])) == 0 {
-		return longRow{pos: line, orphan: true, problem: fmt.Sprintf("line %d has no student_id (column %d of the header); fill it in or remove the row", line, c.iStudent+1)}
+		return longRow{pos: line, orphan: true, problem: problemf(RejectBadStudentID, "line %d has no student_id (column %d of the header); fill it in or remove the row", line, c.iStudent+1)}
 	}
 	row := longRow{student: string(bytes.TrimSpace(f[c.iStudent])), pos: line}
 	field := func(i int, name string) ([]byte, bool) {
 		if i >= len(f) {
-			row.problem = fmt.Sprintf("line %d has %d fields but the header puts %s in column %d; fix the row", line, len(f), name, i+1)
+			row.problem = problemf(RejectMalformed, "line %d has %d fields but the header puts %s in column %d; fix the row", line, len(f), name, i+1)
 			return nil, false
 		}
 		return bytes.TrimSpace(f[i]), true
@@ -122,11 +122,11 @@ func (c *csvRows) row(line int) longRow {
 	}
 	skill, isInt := parseInteger(v)
 	if !isInt {
-		row.problem = fmt.Sprintf("line %d: skill_id %s is not an integer", line, quoteSample(v))
+		row.problem = problemf(RejectMalformed, "line %d: skill_id %s is not an integer", line, quoteSample(v))
 		return row
 	}
 	if skill < 0 || skill >= int64(c.numSkills) {
-		row.problem = fmt.Sprintf("line %d: %s", line, skillOutOfRange(skill, "", c.numSkills))
+		row.problem = skillOutOfRange(fmt.Sprintf("line %d: ", line), skill, "", c.numSkills)
 		return row
 	}
 	row.skill = int32(skill)
@@ -134,7 +134,7 @@ func (c *csvRows) row(line int) longRow {
 		return row
 	}
 	if row.correct, ok = parseFlag(v); !ok {
-		row.problem = fmt.Sprintf("line %d: correct %s must be 0 or 1", line, quoteSample(v))
+		row.problem = problemf(RejectBadCorrect, "line %d: correct %s must be 0 or 1", line, quoteSample(v))
 		return row
 	}
 	if c.iTS >= 0 {
@@ -142,7 +142,7 @@ func (c *csvRows) row(line int) longRow {
 			return row
 		}
 		if row.ts, ok = parseTimestamp(v); !ok {
-			row.problem = fmt.Sprintf("line %d: timestamp %s is not an integer/float epoch or an RFC3339 time; fix it or drop the timestamp column to keep file order", line, quoteSample(v))
+			row.problem = problemf(RejectBadTimestamp, "line %d: timestamp %s is not an integer/float epoch or an RFC3339 time; fix it or drop the timestamp column to keep file order", line, quoteSample(v))
 		}
 	}
 	return row

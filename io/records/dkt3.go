@@ -41,8 +41,8 @@ func newDKT3Reader(r io.Reader, name string, opts Options) (*dkt3Reader, error) 
 
 func (d *dkt3Reader) Close() error { return nil }
 
-func (d *dkt3Reader) reject(line, record int, reason string) *RejectError {
-	return &RejectError{Input: d.name, Line: line, Record: record, StudentID: strconv.Itoa(record), Reason: reason}
+func (d *dkt3Reader) reject(line, record int, p *problem) *RejectError {
+	return &RejectError{Input: d.name, Line: line, Record: record, StudentID: strconv.Itoa(record), Kind: p.kind, Reason: p.reason}
 }
 
 func (d *dkt3Reader) Next() (Sequence, error) {
@@ -57,7 +57,7 @@ func (d *dkt3Reader) Next() (Sequence, error) {
 		if junkLast > junkFirst {
 			span = fmt.Sprintf("lines %d-%d", junkFirst, junkLast)
 		}
-		return d.reject(junkFirst, rec, fmt.Sprintf("not a DKT 3-line record: expected the interaction count (a bare non-negative integer) at line %d, got %s; skipped %s up to the next count line; fix or remove these lines", junkFirst, junkSample, span))
+		return d.reject(junkFirst, rec, problemf(RejectMalformed, "not a DKT 3-line record: expected the interaction count (a bare non-negative integer) at line %d, got %s; skipped %s up to the next count line; fix or remove these lines", junkFirst, junkSample, span))
 	}
 	for {
 		text, tooLong, err := d.lr.next()
@@ -96,12 +96,12 @@ func (d *dkt3Reader) readRecord(n, line int) (Sequence, error) {
 	seq := Sequence{StudentID: strconv.Itoa(rec), Line: line, Record: rec}
 	// Both list lines are always consumed (unless they are missing), so that a
 	// bad skill line does not make the flag line look like the next record.
-	var reason string
+	var p *problem
 	for part := 0; part < 2; part++ {
 		what := [2]string{"skill ids", "correctness flags"}[part]
 		text, tooLong, err := d.lr.next()
 		if err == io.EOF {
-			return Sequence{}, d.reject(line, rec, fmt.Sprintf("truncated record: the input ends before its %s line; a DKT 3-line record is a count line, a skill-id line and a correctness line", what))
+			return Sequence{}, d.reject(line, rec, problemf(RejectMalformed, "truncated record: the input ends before its %s line; a DKT 3-line record is a count line, a skill-id line and a correctness line", what))
 		}
 		if err != nil {
 			return Sequence{}, err
@@ -109,26 +109,26 @@ func (d *dkt3Reader) readRecord(n, line int) (Sequence, error) {
 		t := bytes.TrimSpace(text)
 		if _, isCount := parseCount(t); isCount && n != 1 && !tooLong {
 			d.lr.unread()
-			return Sequence{}, d.reject(line, rec, fmt.Sprintf("truncated record: line %d should hold %d %s but looks like the next record's count; restore the missing line", d.lr.line, n, what))
+			return Sequence{}, d.reject(line, rec, problemf(RejectMalformed, "truncated record: line %d should hold %d %s but looks like the next record's count; restore the missing line", d.lr.line, n, what))
 		}
-		if reason != "" {
+		if p != nil {
 			continue
 		}
 		if tooLong {
-			reason = d.lr.tooLongReason(d.lr.line)
+			p = d.lr.tooLongLine(d.lr.line)
 			continue
 		}
 		if part == 0 {
-			seq.Skills, reason = parseSkillList(t, n, d.numSkills, d.lr.line)
+			seq.Skills, p = parseSkillList(t, n, d.numSkills, d.lr.line)
 		} else {
-			seq.Correct, reason = parseFlagList(t, n, d.lr.line)
+			seq.Correct, p = parseFlagList(t, n, d.lr.line)
 		}
 	}
-	if reason != "" {
-		return Sequence{}, d.reject(line, rec, reason)
+	if p != nil {
+		return Sequence{}, d.reject(line, rec, p)
 	}
-	if err := Validate(seq, d.numSkills); err != nil {
-		return Sequence{}, d.reject(line, rec, err.Error())
+	if p := validate(seq, d.numSkills); p != nil {
+		return Sequence{}, d.reject(line, rec, p)
 	}
 	return seq, nil
 }
@@ -161,11 +161,11 @@ func listItems(t []byte) [][]byte {
 	return items
 }
 
-func countMismatch(got, want, line int, what string) string {
-	return fmt.Sprintf("length mismatch: line %d has %d %s but the count line says %d; fix the count or the list", line, got, what, want)
+func countMismatch(got, want, line int, what string) *problem {
+	return problemf(RejectLengthMismatch, "length mismatch: line %d has %d %s but the count line says %d; fix the count or the list", line, got, what, want)
 }
 
-func parseSkillList(t []byte, n, numSkills, line int) ([]int32, string) {
+func parseSkillList(t []byte, n, numSkills, line int) ([]int32, *problem) {
 	items := listItems(t)
 	if len(items) != n {
 		return nil, countMismatch(len(items), n, line, "skill ids")
@@ -174,17 +174,17 @@ func parseSkillList(t []byte, n, numSkills, line int) ([]int32, string) {
 	for i, it := range items {
 		v, ok := parseInteger(bytes.TrimSpace(it))
 		if !ok {
-			return nil, fmt.Sprintf("line %d: skill id at index %d is %s, not an integer", line, i, quoteSample(it))
+			return nil, problemf(RejectMalformed, "line %d: skill id at index %d is %s, not an integer", line, i, quoteSample(it))
 		}
 		if v < 0 || v >= int64(numSkills) {
-			return nil, fmt.Sprintf("line %d: %s", line, skillOutOfRange(v, fmt.Sprintf("at index %d", i), numSkills))
+			return nil, skillOutOfRange(fmt.Sprintf("line %d: ", line), v, fmt.Sprintf("at index %d", i), numSkills)
 		}
 		out[i] = int32(v)
 	}
-	return out, ""
+	return out, nil
 }
 
-func parseFlagList(t []byte, n, line int) ([]int8, string) {
+func parseFlagList(t []byte, n, line int) ([]int8, *problem) {
 	items := listItems(t)
 	if len(items) != n {
 		return nil, countMismatch(len(items), n, line, "correctness flags")
@@ -193,9 +193,9 @@ func parseFlagList(t []byte, n, line int) ([]int8, string) {
 	for i, it := range items {
 		v, ok := parseFlag(bytes.TrimSpace(it))
 		if !ok {
-			return nil, fmt.Sprintf("line %d: correct flag at index %d is %s; it must be 0 or 1", line, i, quoteSample(it))
+			return nil, problemf(RejectBadCorrect, "line %d: correct flag at index %d is %s; it must be 0 or 1", line, i, quoteSample(it))
 		}
 		out[i] = v
 	}
-	return out, ""
+	return out, nil
 }

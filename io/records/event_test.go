@@ -28,24 +28,25 @@ func TestDecodeJSONEvent(t *testing.T) {
 	}
 	bad := []struct {
 		name, in, reason string
+		kind             RejectKind
 	}{
-		{"not json", `{`, "not a JSON event"},
-		{"array", `[1,2]`, "not a JSON event"},
-		{"empty", ``, "not a JSON event"},
-		{"invalid utf-8", "{\"student_id\":\"\xff\",\"skill_id\":1,\"correct\":1}", "not valid UTF-8"},
-		{"no student", `{"skill_id":1,"correct":1}`, "student_id is missing"},
-		{"empty student", `{"student_id":"","skill_id":1,"correct":1}`, "student_id is empty"},
-		{"no skill", `{"student_id":"a","correct":1}`, "skill_id is missing"},
-		{"skill not integer", `{"student_id":"a","skill_id":1.5,"correct":1}`, "not an integer"},
-		{"skill string", `{"student_id":"a","skill_id":"x","correct":1}`, "not an integer"},
-		{"skill huge", `{"student_id":"a","skill_id":1e30,"correct":1}`, "not an integer"},
-		{"skill too big", `{"student_id":"a","skill_id":124,"correct":1}`, "outside [0,124)"},
-		{"skill negative", `{"student_id":"a","skill_id":-1,"correct":1}`, "outside [0,124)"},
-		{"no correct", `{"student_id":"a","skill_id":1}`, "correct is missing"},
-		{"correct 2", `{"student_id":"a","skill_id":1,"correct":2}`, "must be 0 or 1"},
-		{"bad ts", `{"student_id":"a","skill_id":1,"correct":1,"ts":"yesterday"}`, "ts is"},
-		{"ts object", `{"student_id":"a","skill_id":1,"correct":1,"ts":{}}`, "ts is"},
-		{"sequence record", `{"student_id":"a","skills":[1,2],"correct":[0,1]}`, "sequence record"},
+		{"not json", `{`, "not a JSON event", RejectMalformed},
+		{"array", `[1,2]`, "not a JSON event", RejectMalformed},
+		{"empty", ``, "not a JSON event", RejectMalformed},
+		{"invalid utf-8", "{\"student_id\":\"\xff\",\"skill_id\":1,\"correct\":1}", "not valid UTF-8", RejectNotUTF8},
+		{"no student", `{"skill_id":1,"correct":1}`, "student_id is missing", RejectBadStudentID},
+		{"empty student", `{"student_id":"","skill_id":1,"correct":1}`, "student_id is empty", RejectBadStudentID},
+		{"no skill", `{"student_id":"a","correct":1}`, "skill_id is missing", RejectMalformed},
+		{"skill not integer", `{"student_id":"a","skill_id":1.5,"correct":1}`, "not an integer", RejectMalformed},
+		{"skill string", `{"student_id":"a","skill_id":"x","correct":1}`, "not an integer", RejectMalformed},
+		{"skill huge", `{"student_id":"a","skill_id":1e30,"correct":1}`, "not an integer", RejectMalformed},
+		{"skill too big", `{"student_id":"a","skill_id":124,"correct":1}`, "outside [0,124)", RejectSkillRange},
+		{"skill negative", `{"student_id":"a","skill_id":-1,"correct":1}`, "outside [0,124)", RejectSkillRange},
+		{"no correct", `{"student_id":"a","skill_id":1}`, "correct is missing", RejectBadCorrect},
+		{"correct 2", `{"student_id":"a","skill_id":1,"correct":2}`, "must be 0 or 1", RejectBadCorrect},
+		{"bad ts", `{"student_id":"a","skill_id":1,"correct":1,"ts":"yesterday"}`, "ts is", RejectBadTimestamp},
+		{"ts object", `{"student_id":"a","skill_id":1,"correct":1,"ts":{}}`, "ts is", RejectBadTimestamp},
+		{"sequence record", `{"student_id":"a","skills":[1,2],"correct":[0,1]}`, "sequence record", RejectMalformed},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +57,9 @@ func TestDecodeJSONEvent(t *testing.T) {
 			}
 			if !strings.Contains(rej.Reason, tc.reason) {
 				t.Fatalf("reason %q does not mention %q", rej.Reason, tc.reason)
+			}
+			if rej.Kind != tc.kind {
+				t.Fatalf("reason %q: kind %q, want %q", rej.Reason, rej.Kind, tc.kind)
 			}
 		})
 	}
@@ -74,8 +78,8 @@ func FuzzJSONEvent(f *testing.F) {
 		ev, err := DecodeJSONEvent(data, 10)
 		if err != nil {
 			var rej *RejectError
-			if !errors.As(err, &rej) || rej.Reason == "" {
-				t.Fatalf("error is not a reject with a reason: %v", err)
+			if !errors.As(err, &rej) || rej.Reason == "" || !rej.Kind.Valid() {
+				t.Fatalf("error is not a reject with a reason and a kind: %v (%+v)", err, rej)
 			}
 			return
 		}

@@ -8,7 +8,7 @@ import (
 )
 
 // fuzzDrain checks the decoder properties on any input: no panic, every
-// sequence passes Validate, every reject has a reason. Text decoders consume
+// sequence passes Validate, every reject has a reason and a kind. Text decoders consume
 // at least one line per result, so they must end within maxCalls (strict);
 // a few hundred bytes of Parquet can legally encode billions of RLE rows, so
 // there the bound only stops the run.
@@ -21,8 +21,8 @@ func fuzzDrain(t *testing.T, r Reader, numSkills, maxCalls int, strict bool) {
 		}
 		var rej *RejectError
 		if errors.As(err, &rej) {
-			if rej.Reason == "" {
-				t.Fatalf("reject without a reason: %+v", rej)
+			if rej.Reason == "" || !rej.Kind.Valid() {
+				t.Fatalf("reject without a reason or a kind: %+v", rej)
 			}
 			continue
 		}
@@ -90,8 +90,8 @@ func FuzzJSONSequence(f *testing.F) {
 		seq, err := DecodeJSONSequence(data, 10)
 		if err != nil {
 			var rej *RejectError
-			if !errors.As(err, &rej) || rej.Reason == "" {
-				t.Fatalf("error is not a reject with a reason: %v", err)
+			if !errors.As(err, &rej) || rej.Reason == "" || !rej.Kind.Valid() {
+				t.Fatalf("error is not a reject with a reason and a kind: %v (%+v)", err, rej)
 			}
 			return
 		}

@@ -43,7 +43,7 @@ func (o outcome) String() string {
 }
 
 // drain reads r to the end; a fatal error fails the test. Every sequence must
-// pass Validate and every reject must carry a reason.
+// pass Validate and every reject must carry a reason and a kind.
 func drain(t testing.TB, r Reader, numSkills int) ([]Sequence, []outcome) {
 	t.Helper()
 	var seqs []Sequence
@@ -56,8 +56,8 @@ func drain(t testing.TB, r Reader, numSkills int) ([]Sequence, []outcome) {
 		var rej *RejectError
 		switch {
 		case errors.As(err, &rej):
-			if rej.Reason == "" {
-				t.Fatalf("reject without a reason: %+v", rej)
+			if rej.Reason == "" || !rej.Kind.Valid() {
+				t.Fatalf("reject without a reason or a kind: %+v", rej)
 			}
 			outs = append(outs, outcome{line: rej.Line, record: rej.Record, student: rej.StudentID, reason: rej.Reason})
 		case err != nil:

@@ -23,42 +23,42 @@ const jsonShape = `{"student_id": "...", "skills": [...], "correct": [...]}`
 // Kafka message value). A bad record gives a *RejectError with Record -1 and
 // no Input; callers fill those in (or read Reason and StudentID).
 func DecodeJSONSequence(data []byte, numSkills int) (Sequence, error) {
-	seq, reason := decodeJSON(data, numSkills)
-	if reason != "" {
-		return Sequence{}, &RejectError{Record: -1, StudentID: seq.StudentID, Reason: reason}
+	seq, p := decodeJSON(data, numSkills)
+	if p != nil {
+		return Sequence{}, &RejectError{Record: -1, StudentID: seq.StudentID, Kind: p.kind, Reason: p.reason}
 	}
 	return seq, nil
 }
 
-// decodeJSON returns the sequence or a reject reason; on reject the student id
-// is still set when it could be read.
-func decodeJSON(data []byte, numSkills int) (Sequence, string) {
+// decodeJSON returns the sequence or why it is rejected; on reject the student
+// id is still set when it could be read.
+func decodeJSON(data []byte, numSkills int) (Sequence, *problem) {
 	// encoding/json would turn invalid UTF-8 into U+FFFD silently, changing a
 	// student id behind the producer's back.
 	if !utf8.Valid(data) {
-		return Sequence{}, fmt.Sprintf("record is not valid UTF-8 (first bad byte at offset %d); encode it as UTF-8 JSON", firstInvalidUTF8(data))
+		return Sequence{}, problemf(RejectNotUTF8, "record is not valid UTF-8 (first bad byte at offset %d); encode it as UTF-8 JSON", firstInvalidUTF8(data))
 	}
 	var rec jsonRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return Sequence{}, fmt.Sprintf("not a JSON record %s: %v", jsonShape, err)
+		return Sequence{}, problemf(RejectMalformed, "not a JSON record %s: %v", jsonShape, err)
 	}
 	var seq Sequence
-	id, reason := jsonStudentID(rec.StudentID)
-	if reason != "" {
-		return seq, reason
+	id, p := jsonStudentID(rec.StudentID)
+	if p != nil {
+		return seq, p
 	}
 	seq.StudentID = id
 	if len(rec.Skills) != len(rec.Correct) {
-		return seq, fmt.Sprintf("length mismatch: %d skills but %d correct flags; give exactly one flag per interaction", len(rec.Skills), len(rec.Correct))
+		return seq, problemf(RejectLengthMismatch, "length mismatch: %d skills but %d correct flags; give exactly one flag per interaction", len(rec.Skills), len(rec.Correct))
 	}
 	seq.Skills = make([]int32, len(rec.Skills))
 	for i, raw := range rec.Skills {
 		v, ok := parseInteger(bytes.TrimSpace(raw))
 		if !ok {
-			return seq, fmt.Sprintf("skills[%d] is %s, not an integer", i, quoteSample(raw))
+			return seq, problemf(RejectMalformed, "skills[%d] is %s, not an integer", i, quoteSample(raw))
 		}
 		if v < 0 || v >= int64(numSkills) {
-			return seq, skillOutOfRange(v, fmt.Sprintf("at index %d", i), numSkills)
+			return seq, skillOutOfRange("", v, fmt.Sprintf("at index %d", i), numSkills)
 		}
 		seq.Skills[i] = int32(v)
 	}
@@ -66,40 +66,40 @@ func decodeJSON(data []byte, numSkills int) (Sequence, string) {
 	for i, raw := range rec.Correct {
 		v, ok := parseFlag(bytes.TrimSpace(raw))
 		if !ok {
-			return seq, fmt.Sprintf("correct[%d] is %s; it must be 0 or 1", i, quoteSample(raw))
+			return seq, problemf(RejectBadCorrect, "correct[%d] is %s; it must be 0 or 1", i, quoteSample(raw))
 		}
 		seq.Correct[i] = v
 	}
-	if err := Validate(seq, numSkills); err != nil {
-		return seq, err.Error()
+	if p := validate(seq, numSkills); p != nil {
+		return seq, p
 	}
-	return seq, ""
+	return seq, nil
 }
 
 // jsonStudentID accepts a non-empty string or an integer (given as its
 // decimal string).
-func jsonStudentID(raw json.RawMessage) (string, string) {
+func jsonStudentID(raw json.RawMessage) (string, *problem) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return "", "student_id is missing: every record needs a student_id (string or integer)"
+		return "", problemf(RejectBadStudentID, "student_id is missing: every record needs a student_id (string or integer)")
 	}
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Sprintf("student_id %s is not a valid JSON string", quoteSample(raw))
+			return "", problemf(RejectBadStudentID, "student_id %s is not a valid JSON string", quoteSample(raw))
 		}
 		if s == "" {
-			return "", "student_id is empty: every record needs a student_id (string or integer)"
+			return "", problemf(RejectBadStudentID, "student_id is empty: every record needs a student_id (string or integer)")
 		}
-		return s, ""
+		return s, nil
 	}
 	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		return strconv.FormatInt(v, 10), ""
+		return strconv.FormatInt(v, 10), nil
 	}
 	if v, ok := parseInteger(raw); ok {
-		return strconv.FormatInt(v, 10), ""
+		return strconv.FormatInt(v, 10), nil
 	}
-	return "", fmt.Sprintf("student_id %s must be a string or an integer", quoteSample(raw))
+	return "", problemf(RejectBadStudentID, "student_id %s must be a string or an integer", quoteSample(raw))
 }
 
 // jsonlReader reads one JSON record per line; blank lines are skipped.
@@ -133,11 +133,12 @@ func (j *jsonlReader) Next() (Sequence, error) {
 		rec := j.record
 		j.record++
 		if tooLong {
-			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, Reason: j.lr.tooLongReason(line)}
+			p := j.lr.tooLongLine(line)
+			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, Kind: p.kind, Reason: p.reason}
 		}
-		seq, reason := decodeJSON(text, j.numSkills)
-		if reason != "" {
-			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, StudentID: seq.StudentID, Reason: reason}
+		seq, p := decodeJSON(text, j.numSkills)
+		if p != nil {
+			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, StudentID: seq.StudentID, Kind: p.kind, Reason: p.reason}
 		}
 		seq.Line, seq.Record = line, rec
 		return seq, nil

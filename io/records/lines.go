@@ -82,8 +82,8 @@ func (r *lineReader) next() (text []byte, tooLong bool, err error) {
 // unread makes the next call return the line just returned, again.
 func (r *lineReader) unread() { r.unreadOK = true }
 
-func (r *lineReader) tooLongReason(line int) string {
-	return fmt.Sprintf("line %d is longer than %d bytes: raise Options.MaxLineBytes or split the record", line, r.max)
+func (r *lineReader) tooLongLine(line int) *problem {
+	return problemf(RejectTooLarge, "line %d is longer than %d bytes: raise Options.MaxLineBytes or split the record", line, r.max)
 }
 
 // quoteSample quotes the start of a bad value for a reject reason, so that a

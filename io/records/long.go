@@ -1,7 +1,6 @@
 package records
 
 import (
-	"fmt"
 	"io"
 	"sort"
 )
@@ -17,9 +16,9 @@ type longRow struct {
 	skill   int32
 	correct int8
 	ts      tsKey
-	pos     int    // 1-based line (CSV) or row (Parquet)
-	problem string // non-empty: the row is unusable, for this reason
-	orphan  bool   // the row names no student: it is rejected on its own
+	pos     int      // 1-based line (CSV) or row (Parquet)
+	problem *problem // non-nil: the row is unusable
+	orphan  bool     // the row names no student: it is rejected on its own
 }
 
 // rowSource yields rows; io.EOF at the end, any other error is fatal.
@@ -37,7 +36,7 @@ type longGroup struct {
 	skills  []int32
 	correct []int8
 	ts      []tsKey
-	problem string
+	problem *problem
 	dupOf   *firstSeen
 	rows    int
 }
@@ -122,10 +121,10 @@ func (r *longReader) start(row longRow) *longGroup {
 
 func (g *longGroup) add(row longRow) {
 	g.rows++
-	if g.dupOf != nil || g.problem != "" {
+	if g.dupOf != nil || g.problem != nil {
 		return
 	}
-	if row.problem != "" {
+	if row.problem != nil {
 		g.problem = row.problem
 		g.skills, g.correct, g.ts = nil, nil, nil
 		return
@@ -135,8 +134,8 @@ func (g *longGroup) add(row longRow) {
 	g.ts = append(g.ts, row.ts)
 }
 
-func (r *longReader) reject(pos, record int, student, reason string) *RejectError {
-	e := &RejectError{Input: r.name, Record: record, StudentID: student, Reason: reason}
+func (r *longReader) reject(pos, record int, student string, p *problem) *RejectError {
+	e := &RejectError{Input: r.name, Record: record, StudentID: student, Kind: p.kind, Reason: p.reason}
 	if r.lineBased {
 		e.Line = pos
 	}
@@ -145,37 +144,37 @@ func (r *longReader) reject(pos, record int, student, reason string) *RejectErro
 
 func (r *longReader) finish(g *longGroup) (Sequence, error) {
 	if g.dupOf != nil {
-		return Sequence{}, r.reject(g.pos, g.record, g.student, fmt.Sprintf(
+		return Sequence{}, r.reject(g.pos, g.record, g.student, problemf(RejectOutOfOrder,
 			"student %q reappears at %s %d after other students (first seen at %s %d, record %d); its %d row(s) here are not scored: rows of one student must be contiguous, so sort the input by student_id with a stable sort that keeps file order (pandas: df.sort_values(\"student_id\", kind=\"stable\")) and rerun",
 			g.student, r.posWord, g.pos, r.posWord, g.dupOf.pos, g.dupOf.record, g.rows))
 	}
-	if g.problem != "" {
+	if g.problem != nil {
 		return Sequence{}, r.reject(g.pos, g.record, g.student, g.problem)
 	}
 	if r.hasTS {
-		if reason := orderByTimestamp(g); reason != "" {
-			return Sequence{}, r.reject(g.pos, g.record, g.student, reason)
+		if p := orderByTimestamp(g); p != nil {
+			return Sequence{}, r.reject(g.pos, g.record, g.student, p)
 		}
 	}
 	seq := Sequence{StudentID: g.student, Skills: g.skills, Correct: g.correct, Record: g.record}
 	if r.lineBased {
 		seq.Line = g.pos
 	}
-	if err := Validate(seq, r.numSkills); err != nil {
-		return Sequence{}, r.reject(g.pos, g.record, g.student, err.Error())
+	if p := validate(seq, r.numSkills); p != nil {
+		return Sequence{}, r.reject(g.pos, g.record, g.student, p)
 	}
 	return seq, nil
 }
 
 // orderByTimestamp sorts a student's interactions by timestamp, stable so that
 // ties keep file order.
-func orderByTimestamp(g *longGroup) string {
+func orderByTimestamp(g *longGroup) *problem {
 	if len(g.ts) < 2 {
-		return ""
+		return nil
 	}
 	for _, t := range g.ts[1:] {
 		if t.kind != g.ts[0].kind {
-			return "timestamps mix numeric epochs and calendar times, which cannot be ordered against each other; use one form for the whole column"
+			return problemf(RejectBadTimestamp, "timestamps mix numeric epochs and calendar times, which cannot be ordered against each other; use one form for the whole column")
 		}
 	}
 	idx := make([]int, len(g.ts))
@@ -189,5 +188,5 @@ func orderByTimestamp(g *longGroup) string {
 		skills[to], correct[to] = g.skills[from], g.correct[from]
 	}
 	g.skills, g.correct = skills, correct
-	return ""
+	return nil
 }

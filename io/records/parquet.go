@@ -225,28 +225,28 @@ func (p *parquetRows) next() (row longRow, err error) {
 func (p *parquetRows) row(i, rowNo int) longRow {
 	student, ok := arrowString(p.student, i)
 	if !ok || student == "" {
-		return longRow{pos: rowNo, orphan: true, problem: fmt.Sprintf("row %d has no student_id (null or empty); fill it in or remove the row", rowNo)}
+		return longRow{pos: rowNo, orphan: true, problem: problemf(RejectBadStudentID, "row %d has no student_id (null or empty); fill it in or remove the row", rowNo)}
 	}
 	row := longRow{student: student, pos: rowNo}
 	skill, ok := arrowInt(p.skill, i)
 	if !ok {
-		row.problem = fmt.Sprintf("row %d: skill_id is null", rowNo)
+		row.problem = problemf(RejectMalformed, "row %d: skill_id is null", rowNo)
 		return row
 	}
 	if skill < 0 || skill >= int64(p.numSkills) {
-		row.problem = fmt.Sprintf("row %d: %s", rowNo, skillOutOfRange(skill, "", p.numSkills))
+		row.problem = skillOutOfRange(fmt.Sprintf("row %d: ", rowNo), skill, "", p.numSkills)
 		return row
 	}
 	row.skill = int32(skill)
 	c, ok := arrowInt(p.correct, i)
 	if !ok || (c != 0 && c != 1) {
-		row.problem = fmt.Sprintf("row %d: correct %s must be 0 or 1", rowNo, arrowValueStr(p.correct, i))
+		row.problem = problemf(RejectBadCorrect, "row %d: correct %s must be 0 or 1", rowNo, arrowValueStr(p.correct, i))
 		return row
 	}
 	row.correct = int8(c)
 	if p.ts != nil {
 		if row.ts, ok = arrowTimestamp(p.ts, i); !ok {
-			row.problem = fmt.Sprintf("row %d: timestamp %s is not an integer/float epoch, a timestamp or an RFC3339 time; fix it or drop the timestamp column to keep file order", rowNo, arrowValueStr(p.ts, i))
+			row.problem = problemf(RejectBadTimestamp, "row %d: timestamp %s is not an integer/float epoch, a timestamp or an RFC3339 time; fix it or drop the timestamp column to keep file order", rowNo, arrowValueStr(p.ts, i))
 		}
 	}
 	return row

@@ -215,7 +215,7 @@ func TestDecodeJSONSequence(t *testing.T) {
 	}
 	_, err = DecodeJSONSequence([]byte(`{"student_id": "s", "skills": [50], "correct": [0]}`), 10)
 	var rej *RejectError
-	if !errors.As(err, &rej) || rej.StudentID != "s" || rej.Record != -1 || !strings.HasPrefix(err.Error(), "student s: skill id 50") {
+	if !errors.As(err, &rej) || rej.StudentID != "s" || rej.Record != -1 || rej.Kind != RejectSkillRange || !strings.HasPrefix(err.Error(), "student s: skill id 50") {
 		t.Fatalf("got %v (%+v)", err, rej)
 	}
 }
@@ -402,7 +402,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
 func TestJSONRejectsInvalidUTF8(t *testing.T) {
 	_, err := DecodeJSONSequence([]byte("{\"student_id\": \"\xff\xfe\", \"skills\": [1], \"correct\": [1]}"), 124)
 	var reject *RejectError
-	if !errors.As(err, &reject) || !strings.Contains(reject.Reason, "not valid UTF-8 (first bad byte at offset 16)") {
+	if !errors.As(err, &reject) || reject.Kind != RejectNotUTF8 || !strings.Contains(reject.Reason, "not valid UTF-8 (first bad byte at offset 16)") {
 		t.Fatalf("invalid UTF-8 gave %v, want a reject naming the offset", err)
 	}
 }
