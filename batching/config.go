@@ -77,7 +77,9 @@ type FieldError struct {
 	Problem string
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("%s is %v; %s", e.Field, e.Value, e.Problem) }
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("batching: %s is %v; %s", e.Field, e.Value, e.Problem)
+}
 
 // Unwrap makes every problem match ErrInvalidConfig.
 func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
