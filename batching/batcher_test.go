@@ -6,11 +6,20 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+// The tests that wait run inside synctest bubbles. The Batcher reads
+// time.Now and arms a time.Timer itself, and that timer handling is part of
+// what these tests check, so they fake the clock around it rather than
+// injecting one: in a bubble, time stands still while any goroutine can run
+// and jumps to the next timer once every goroutine is blocked. A delay flush
+// therefore happens exactly MaxDelay after its item, context timeouts expire
+// without real waiting, and each test finishes instantly.
+//
 // testDeadline bounds every wait in these tests; a hang fails instead of
-// stalling the suite.
+// stalling the suite (in a bubble the fake clock reaches it at once).
 const testDeadline = 5 * time.Second
 
 func mustNew(t *testing.T, cfg Config) *Batcher {
@@ -67,121 +76,133 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestBatcherSizeThenDrain(t *testing.T) {
-	b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 2, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
-	wait := collect(t, b)
-	for i := range 3 {
-		if err := b.Add(ctxT(t), seq(i, 4, 5)); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 2, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
+		wait := collect(t, b)
+		for i := range 3 {
+			if err := b.Add(ctxT(t), seq(i, 4, 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Close(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := b.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	got := wait()
-	if want := []string{"size:[0 1]", "drain:[2]"}; !slices.Equal(describe(got), want) {
-		t.Fatalf("batches %v, want %v", describe(got), want)
-	}
-	for _, bt := range got {
-		checkContract(t, bt, 5)
-		bt.Release()
-	}
-	if err := b.Add(ctxT(t), seq(9, 4, 5)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Add after Close = %v, want ErrClosed", err)
-	}
-	s := b.Stats()
-	if s.Flushes[FlushSize] != 1 || s.Flushes[FlushDrain] != 1 || s.Batches != 2 || s.Items != 3 || s.Pending != 0 {
-		t.Errorf("Stats = %+v", s)
-	}
+		got := wait()
+		if want := []string{"size:[0 1]", "drain:[2]"}; !slices.Equal(describe(got), want) {
+			t.Fatalf("batches %v, want %v", describe(got), want)
+		}
+		for _, bt := range got {
+			checkContract(t, bt, 5)
+			bt.Release()
+		}
+		if err := b.Add(ctxT(t), seq(9, 4, 5)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Add after Close = %v, want ErrClosed", err)
+		}
+		s := b.Stats()
+		if s.Flushes[FlushSize] != 1 || s.Flushes[FlushDrain] != 1 || s.Batches != 2 || s.Items != 3 || s.Pending != 0 {
+			t.Errorf("Stats = %+v", s)
+		}
+	})
 }
 
 func TestBatcherDelayFlush(t *testing.T) {
-	const delay = 20 * time.Millisecond
-	b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: delay, MaxPaddedSteps: 1000})
-	start := time.Now()
-	if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case bt := <-b.Batches():
-		if bt.Reason != FlushDelay || len(bt.Items) != 1 {
-			t.Fatalf("got %v, want one delay batch", describe([]*Batch{bt}))
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 20 * time.Millisecond
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: delay, MaxPaddedSteps: 1000})
+		start := time.Now()
+		if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
+			t.Fatal(err)
 		}
-		if waited := time.Since(start); waited < delay {
-			t.Errorf("flushed after %v, before MaxDelay %v", waited, delay)
+		select {
+		case bt := <-b.Batches():
+			if bt.Reason != FlushDelay || len(bt.Items) != 1 {
+				t.Fatalf("got %v, want one delay batch", describe([]*Batch{bt}))
+			}
+			if waited := time.Since(start); waited != delay {
+				t.Errorf("flushed after %v, want exactly MaxDelay %v", waited, delay)
+			}
+			bt.Release()
+		case <-time.After(testDeadline):
+			t.Fatal("no delay flush")
 		}
-		bt.Release()
-	case <-time.After(testDeadline):
-		t.Fatal("no delay flush")
-	}
-	// The timer must re-arm for a later bucket, too.
-	if err := b.Add(ctxT(t), seq(2, 8, 5)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case bt := <-b.Batches():
-		if bt.Reason != FlushDelay {
-			t.Fatalf("reason %v, want delay", bt.Reason)
+		// The timer must re-arm for a later bucket, too.
+		start = time.Now()
+		if err := b.Add(ctxT(t), seq(2, 8, 5)); err != nil {
+			t.Fatal(err)
 		}
-		bt.Release()
-	case <-time.After(testDeadline):
-		t.Fatal("no second delay flush")
-	}
-	if s := b.Stats(); s.Flushes[FlushDelay] != 2 {
-		t.Errorf("Stats = %+v", s)
-	}
+		select {
+		case bt := <-b.Batches():
+			if bt.Reason != FlushDelay {
+				t.Fatalf("reason %v, want delay", bt.Reason)
+			}
+			if waited := time.Since(start); waited != delay {
+				t.Errorf("second flush after %v, want exactly MaxDelay %v", waited, delay)
+			}
+			bt.Release()
+		case <-time.After(testDeadline):
+			t.Fatal("no second delay flush")
+		}
+		if s := b.Stats(); s.Flushes[FlushDelay] != 2 {
+			t.Errorf("Stats = %+v", s)
+		}
+	})
 }
 
 func TestBatcherBackpressureAndCancel(t *testing.T) {
-	b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 1, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
-	// Nobody reads Batches: the first item's batch occupies the loop.
-	if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if err := b.Add(ctx, seq(2, 3, 5)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Add with a stalled consumer = %v, want DeadlineExceeded", err)
-	}
-	wait := collect(t, b)
-	if err := b.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	got := wait()
-	if want := []string{"size:[1]"}; !slices.Equal(describe(got), want) {
-		t.Fatalf("batches %v, want %v (the cancelled item must not be queued)", describe(got), want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 1, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
+		// Nobody reads Batches: the first item's batch occupies the loop.
+		if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		if err := b.Add(ctx, seq(2, 3, 5)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Add with a stalled consumer = %v, want DeadlineExceeded", err)
+		}
+		wait := collect(t, b)
+		if err := b.Close(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		got := wait()
+		if want := []string{"size:[1]"}; !slices.Equal(describe(got), want) {
+			t.Fatalf("batches %v, want %v (the cancelled item must not be queued)", describe(got), want)
+		}
+	})
 }
 
 func TestBatcherCloseGivesUp(t *testing.T) {
-	b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
-	for i := range 3 {
-		if err := b.Add(ctxT(t), seq(i, 1+i*5, 5)); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
+		for i := range 3 {
+			if err := b.Add(ctxT(t), seq(i, 1+i*5, 5)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	// Nobody reads: Close cannot deliver the three drain batches.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if err := b.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Close = %v, want DeadlineExceeded", err)
-	}
-	select {
-	case bt, ok := <-b.Batches():
-		if ok {
-			t.Fatalf("batch %v delivered after Close gave up", describe([]*Batch{bt}))
+		// Nobody reads: Close cannot deliver the three drain batches.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		if err := b.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close = %v, want DeadlineExceeded", err)
 		}
-	case <-time.After(testDeadline):
-		t.Fatal("Batches not closed")
-	}
-	if s := b.Stats(); s.Discarded != 3 || s.Pending != 0 {
-		t.Errorf("Stats = %+v, want 3 discarded, 0 pending", s)
-	}
-	if err := b.Add(ctxT(t), seq(9, 2, 5)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Add after Close = %v, want ErrClosed", err)
-	}
-	if err := b.Close(ctxT(t)); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Close = %v", err)
-	}
+		select {
+		case bt, ok := <-b.Batches():
+			if ok {
+				t.Fatalf("batch %v delivered after Close gave up", describe([]*Batch{bt}))
+			}
+		case <-time.After(testDeadline):
+			t.Fatal("Batches not closed")
+		}
+		if s := b.Stats(); s.Discarded != 3 || s.Pending != 0 {
+			t.Errorf("Stats = %+v, want 3 discarded, 0 pending", s)
+		}
+		if err := b.Add(ctxT(t), seq(9, 2, 5)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Add after Close = %v, want ErrClosed", err)
+		}
+		if err := b.Close(ctxT(t)); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("second Close = %v", err)
+		}
+	})
 }
 
 func TestBatcherRejectsInvalidItem(t *testing.T) {
@@ -193,50 +214,61 @@ func TestBatcherRejectsInvalidItem(t *testing.T) {
 }
 
 // Concurrent producers and a consumer: every item comes out exactly once and
-// every batch honours the contract; run under -race.
+// every batch honours the contract; run under -race. The bubble's clock only
+// moves when every goroutine is blocked, so the producers pause now and then:
+// delay flushes then fire between size flushes and concurrent Adds, as they
+// would under a real clock.
 func TestBatcherConcurrentProducers(t *testing.T) {
-	const producers, perProducer = 4, 200
-	cfg := Config{NumSkills: 7, MaxBatchSize: 8, MaxDelay: 2 * time.Millisecond, MaxPaddedSteps: 8 * 64}
-	b := mustNew(t, cfg)
-	wait := collect(t, b)
-	var wg sync.WaitGroup
-	errs := make(chan error, producers)
-	for p := range producers {
-		wg.Go(func() {
-			for i := range perProducer {
-				ref := p*perProducer + i
-				if err := b.Add(ctxT(t), seq(ref, 1+ref%97, cfg.NumSkills)); err != nil {
-					errs <- err
-					return
+	synctest.Test(t, func(t *testing.T) {
+		const producers, perProducer = 4, 200
+		cfg := Config{NumSkills: 7, MaxBatchSize: 8, MaxDelay: 2 * time.Millisecond, MaxPaddedSteps: 8 * 64}
+		b := mustNew(t, cfg)
+		wait := collect(t, b)
+		var wg sync.WaitGroup
+		errs := make(chan error, producers)
+		for p := range producers {
+			wg.Go(func() {
+				for i := range perProducer {
+					if i%25 == 0 {
+						time.Sleep(cfg.MaxDelay / 2)
+					}
+					ref := p*perProducer + i
+					if err := b.Add(ctxT(t), seq(ref, 1+ref%97, cfg.NumSkills)); err != nil {
+						errs <- err
+						return
+					}
 				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if err := b.Close(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		seen := make(map[int]int)
+		for _, bt := range wait() {
+			checkContract(t, bt, cfg.NumSkills)
+			for _, it := range bt.Items {
+				seen[it.Ref.(int)]++
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if err := b.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	seen := make(map[int]int)
-	for _, bt := range wait() {
-		checkContract(t, bt, cfg.NumSkills)
-		for _, it := range bt.Items {
-			seen[it.Ref.(int)]++
+			bt.Release()
 		}
-		bt.Release()
-	}
-	for ref := range producers * perProducer {
-		if seen[ref] != 1 {
-			t.Fatalf("item %d delivered %d times", ref, seen[ref])
+		for ref := range producers * perProducer {
+			if seen[ref] != 1 {
+				t.Fatalf("item %d delivered %d times", ref, seen[ref])
+			}
 		}
-	}
-	s := b.Stats()
-	if s.Items != producers*perProducer || s.Pending != 0 {
-		t.Errorf("Stats = %+v", s)
-	}
-	t.Logf("flushes by reason: size %d, bucket %d, delay %d, drain %d",
-		s.Flushes[FlushSize], s.Flushes[FlushBucket], s.Flushes[FlushDelay], s.Flushes[FlushDrain])
+		s := b.Stats()
+		if s.Items != producers*perProducer || s.Pending != 0 {
+			t.Errorf("Stats = %+v", s)
+		}
+		if s.Flushes[FlushDelay] == 0 {
+			t.Error("no delay flush while producers paused longer than MaxDelay in total")
+		}
+		t.Logf("flushes by reason: size %d, bucket %d, delay %d, drain %d",
+			s.Flushes[FlushSize], s.Flushes[FlushBucket], s.Flushes[FlushDelay], s.Flushes[FlushDrain])
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/internal/kafkatest"
 	"github.com/dktscore/dktscore/internal/promtest"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
@@ -58,10 +59,7 @@ func freeAddr(t *testing.T) string {
 // over HTTP: every counter must match it exactly; the sample Grafana dashboard
 // may only query series that scrape has; the JSON logs carry no record data.
 func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
-	brokers := os.Getenv("DKTSCORE_KAFKA_BROKERS")
-	if brokers == "" {
-		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
-	}
+	brokers := strings.Join(kafkatest.Brokers(t), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

@@ -3,12 +3,11 @@ package state
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/dktscore/dktscore/internal/kafkatest"
 	"github.com/dktscore/dktscore/io/kafka"
 )
 
@@ -19,11 +18,7 @@ import (
 // offset through kafka.Changelog; a second Store restored from the changelog
 // (as a new owner would) holds the same latest states.
 func TestStoreOverRealChangelog(t *testing.T) {
-	brokers := os.Getenv("DKTSCORE_KAFKA_BROKERS")
-	if brokers == "" {
-		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
-	}
-	client := kafka.ClientConfig{Brokers: strings.Split(brokers, ","), ClientID: "dktscore-test"}
+	client := kafka.ClientConfig{Brokers: kafkatest.Brokers(t), ClientID: "dktscore-test"}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	suffix := time.Now().UnixNano()
@@ -120,12 +115,8 @@ func TestStoreOverRealChangelog(t *testing.T) {
 //
 //	DKTSCORE_KAFKA_BROKERS=127.0.0.1:9092 go test ./state -run '^$' -bench RestoreFromChangelog -benchtime 5x
 func BenchmarkRestoreFromChangelog(b *testing.B) {
-	brokers := os.Getenv("DKTSCORE_KAFKA_BROKERS")
-	if brokers == "" {
-		b.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
-	}
+	client := kafka.ClientConfig{Brokers: kafkatest.Brokers(b), ClientID: "dktscore-bench"}
 	const students, stateSize = 20000, 400
-	client := kafka.ClientConfig{Brokers: strings.Split(brokers, ","), ClientID: "dktscore-bench"}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	topic := fmt.Sprintf("dktscore-bench-restore-%d", time.Now().UnixNano())

@@ -4,26 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dktscore/dktscore/internal/kafkatest"
 )
 
 // Integration tests run against a real broker named by
 // DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start runs one); every test
 // uses its own topics and groups so runs never see each other's data.
 
-const brokersEnv = "DKTSCORE_KAFKA_BROKERS"
-
 func brokerConfig(t *testing.T) ClientConfig {
 	t.Helper()
-	v := os.Getenv(brokersEnv)
-	if v == "" {
-		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
-	}
-	return ClientConfig{Brokers: strings.Split(v, ","), ClientID: "dktscore-test"}
+	return ClientConfig{Brokers: kafkatest.Brokers(t), ClientID: "dktscore-test"}
 }
 
 // uniqueName returns a topic or group name no other test or run uses.

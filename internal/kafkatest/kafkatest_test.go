@@ -1,0 +1,34 @@
+package kafkatest
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestBrokersSkipsAndCountsWithoutABroker(t *testing.T) {
+	t.Setenv(EnvBrokers, "")
+	before := skipped.Load()
+	t.Run("integration", func(t *testing.T) {
+		Brokers(t)
+		t.Fatal("Brokers returned without a broker")
+	})
+	if got := skipped.Load() - before; got != 1 {
+		t.Errorf("counted %d skips, want 1", got)
+	}
+}
+
+func TestBrokersSplitsTheList(t *testing.T) {
+	t.Setenv(EnvBrokers, "10.0.0.1:9092,10.0.0.2:9092")
+	if got, want := Brokers(t), []string{"10.0.0.1:9092", "10.0.0.2:9092"}; !slices.Equal(got, want) {
+		t.Errorf("Brokers = %q, want %q", got, want)
+	}
+}
+
+func TestCallerPackageNamesTheTestMainsPackage(t *testing.T) {
+	// callerPackage looks two frames up, as from Main called by TestMain.
+	func() {
+		if got, want := callerPackage(), "github.com/dktscore/dktscore/internal/kafkatest"; got != want {
+			t.Errorf("callerPackage = %q, want %q", got, want)
+		}
+	}()
+}
