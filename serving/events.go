@@ -12,6 +12,7 @@ import (
 
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/state"
 	"github.com/dktscore/dktscore/worker"
@@ -98,23 +99,23 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	}
 
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p := process{httpAddr: cfg.HTTPAddr, shutdownTimeout: cfg.ShutdownTimeout, pipeline: pipeline.Run,
-		background: []func(context.Context){func(ctx context.Context) { evictIdle(ctx, store, cfg.StateIdle) }},
-		overdue:    "finishing the current poll took longer than %v; its events will be redelivered after a restart"}
+	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pipeline.Run,
+		Background: []func(context.Context){func(ctx context.Context) { evictIdle(ctx, store, cfg.StateIdle) }},
+		Overdue:    "finishing the current poll took longer than %v; its events will be redelivered after a restart"}
 	var ping func(context.Context) error
 	var lag func(context.Context) (int64, error)
 	if cfg.Delivery == ExactlyOnce {
 		if eos.t, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()}); err != nil {
 			return err
 		}
-		ping, p.closers = producer.Ping, []func(context.Context) error{eos.t.Close}
+		ping, p.Closers = producer.Ping, []func(context.Context) error{eos.t.Close}
 	} else {
 		if alo.consumer, err = kafka.NewConsumer(consumerCfg); err != nil {
 			return err
 		}
-		ping, lag, p.closers = alo.consumer.Ping, alo.consumer.Lag, []func(context.Context) error{alo.consumer.Close}
+		ping, lag, p.Closers = alo.consumer.Ping, alo.consumer.Lag, []func(context.Context) error{alo.consumer.Close}
 	}
-	p.handler = opsHandler(registry, ping)
+	p.Handler = opsHandler(registry, ping)
 	registerEventMetrics(registry, &progress, store, lag)
 
 	log.Info("serving events", "model", modelVersion, "num_skills", m.NumSkills, "state_size", m.StateSize(),
@@ -124,7 +125,7 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 
 	// Stopping: ctx ends on SIGTERM; the pipeline finishes the poll it is
 	// applying (written and committed, or aborted) and returns.
-	err = run(ctx, p)
+	err = lifecycle.Run(ctx, p)
 	log.Info("stopped", "consumed", progress.Consumed.Load(), "applied", progress.Applied.Load(),
 		"skipped_already_applied", progress.Skipped.Load(), "dead_lettered", progress.Rejected.Load(),
 		"states_restored", store.Stats().Restored)

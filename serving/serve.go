@@ -13,6 +13,7 @@ import (
 
 	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/supervise"
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,8 +105,8 @@ func superviseWorkers(ctx context.Context, cfg Config, plan []gpu.Placement, log
 	mux.Handle("/readyz", sup.ReadyHandler())
 	mux.Handle("/metrics", sup.MetricsHandler())
 	log.Info("supervising workers", "workers", len(children), "gpus", cfg.GPUs)
-	return run(ctx, process{httpAddr: cfg.HTTPAddr, handler: mux, pipeline: sup.Run, shutdownTimeout: cfg.ShutdownTimeout,
-		overdue: "the workers took longer than %v to stop"})
+	return lifecycle.Run(ctx, lifecycle.Process{HTTPAddr: cfg.HTTPAddr, Handler: mux, Pipeline: sup.Run, ShutdownTimeout: cfg.ShutdownTimeout,
+		Overdue: "the workers took longer than %v to stop"})
 }
 
 // ChildEnv is the environment of the supervised worker for placement p,
