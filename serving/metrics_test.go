@@ -128,7 +128,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 		t.Fatalf("configuration refused:\n%v", err)
 	}
 	logs := &syncBuffer{}
-	log := NewLogger(logs, cfg)
+	log := cfg.NewLogger(logs)
 	serveCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	served := make(chan error, 1)
