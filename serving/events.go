@@ -115,7 +115,7 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 		}
 		ping, lag, p.Closers = alo.consumer.Ping, alo.consumer.Lag, []func(context.Context) error{alo.consumer.Close}
 	}
-	p.Handler = opsHandler(registry, ping)
+	p.Handler = lifecycle.OpsHandler(registry, brokerReady(ping))
 	registerEventMetrics(registry, &progress, store, lag)
 
 	log.Info("serving events", "model", modelVersion, "num_skills", m.NumSkills, "state_size", m.StateSize(),

@@ -88,7 +88,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 			return err
 		}
 	}
-	p.Handler = opsHandler(registry, ping)
+	p.Handler = lifecycle.OpsHandler(registry, brokerReady(ping))
 
 	log.Info("serving", "model", m.Name+"/"+m.Version, "num_skills", m.NumSkills, "placement", placement.Name(),
 		"delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,

@@ -58,7 +58,8 @@ func serveOne(ctx context.Context, cfg Config, p gpu.Placement, log *slog.Logger
 		return err
 	}
 	registry := prometheus.NewRegistry()
-	versions, err := openVersions(cfg, model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}, registry)
+	versions, err := lifecycle.OpenVersions(model.VersionsConfig{Base: cfg.Model, Pin: cfg.ModelVersion,
+		Load: model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}}, registry)
 	if err != nil {
 		return err
 	}
@@ -123,4 +124,14 @@ func ChildEnv(parent []string, cfg Config, p gpu.Placement, addr string) []strin
 		env = append(env, config.Prefix+"KAFKA_TRANSACTIONAL_ID="+cfg.TransactionalID+"-"+p.Name())
 	}
 	return env
+}
+
+// brokerReady is readiness for a worker that needs its Kafka brokers.
+func brokerReady(ping func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ping(ctx); err != nil {
+			return fmt.Errorf("broker unreachable: %w", err)
+		}
+		return nil
+	}
 }
