@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
 )
 
@@ -62,9 +61,9 @@ func scrape(t *testing.T, ctx context.Context, url string) map[string]float64 {
 	return out
 }
 
-// badMessages are hostile Kafka values whose rejects come from the real
-// decoder (DecodeMessage), one or more per kind.
-var badMessages = []struct {
+// badRecords are hostile JSON records whose rejects come from the real
+// decoder (io/records, reading JSON lines), one or more per kind.
+var badRecords = []struct {
 	value string
 	kind  string
 }{
@@ -83,43 +82,21 @@ var badMessages = []struct {
 	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, RejectTooLarge},
 }
 
-const badMessageMaxBytes = 100 // the too_large case above is longer
+const badRecordMaxBytes = 100 // the too_large case above is longer
 
-func TestRejectKindOfEveryMessageReason(t *testing.T) {
-	for _, c := range badMessages {
-		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
-		if w.Reject == nil {
-			t.Fatalf("%q was not rejected", c.value)
-		}
-		if got := RejectKind(w.Reject.Reason); got != c.kind {
-			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
-		}
+// rejectedWork decodes one JSON line, which must be rejected, into work.
+func rejectedWork(t *testing.T, value string) Work {
+	t.Helper()
+	r, err := records.NewReader(strings.NewReader(value+"\n"), "in", records.FormatJSONL, records.Options{NumSkills: testSkills, MaxLineBytes: badRecordMaxBytes})
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-// A reason quotes the record's bad value; a value that spells another kind's
-// phrase must not decide the counted kind.
-func TestRejectKindIgnoresTheQuotedValue(t *testing.T) {
-	cases := []struct {
-		value string
-		kind  string
-	}{
-		{`{"student_id": "a", "skills": ["timestamp"], "correct": [1]}`, RejectMalformed},
-		{`{"student_id": "a", "skills": ["must be 0 or 1"], "correct": [1]}`, RejectMalformed},
-		{`{"student_id": "a", "skills": [1], "correct": ["byte limit"]}`, RejectBadCorrect},
-		{`{"student_id": "a", "skills": [1], "correct": ["is outside [0, \" reappears"]}`, RejectBadCorrect},
-		{`{"student_id": {"timestamp": 1}, "skills": [1], "correct": [1]}`, RejectBadStudentID},
-		{`{"student_id": ["length mismatch", "empty sequence"], "skills": [1], "correct": [1]}`, RejectBadStudentID},
+	_, err = r.Next()
+	var reject *records.RejectError
+	if !errors.As(err, &reject) {
+		t.Fatalf("%q: %v, want a reject", value, err)
 	}
-	for _, c := range cases {
-		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, 1000)
-		if w.Reject == nil {
-			t.Fatalf("%q was not rejected", c.value)
-		}
-		if got := RejectKind(w.Reject.Reason); got != c.kind {
-			t.Errorf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
-		}
-	}
+	return Work{Reject: reject}
 }
 
 // File decoders word some reasons differently; every one must still land in
@@ -180,8 +157,12 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	good := randomWorks(150, 7)
 	works := append([]Work(nil), good...)
 	wantKinds := map[string]float64{}
-	for _, c := range badMessages {
-		works = append(works, DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes))
+	for _, c := range badRecords {
+		w := rejectedWork(t, c.value)
+		if got := RejectKind(w.Reject.Reason); got != c.kind {
+			t.Fatalf("RejectKind(%q) = %s, want %s", w.Reject.Reason, got, c.kind)
+		}
+		works = append(works, w)
 		wantKinds[c.kind]++
 	}
 	wantSteps := 0
@@ -208,7 +189,7 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	want := map[string]float64{
 		"dktscore_consumed_total":          float64(len(works)),
 		"dktscore_scored_total":            float64(len(good)),
-		"dktscore_dead_lettered_total":     float64(len(badMessages)),
+		"dktscore_dead_lettered_total":     float64(len(badRecords)),
 		"dktscore_real_steps_total":        float64(wantSteps),
 		"dktscore_computed_steps_total":    float64(sum.Computed),
 		"dktscore_padding_efficiency":      float64(wantSteps) / float64(sum.Computed),

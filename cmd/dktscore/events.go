@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/dktscore/dktscore/events"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/model"
@@ -126,15 +127,15 @@ func serveEvents(ctx context.Context, cfg serveConfig, m *model.Model, registry 
 	// call it; the Kafka side is filled in below.
 	alo := &consumerEventLog{producer: producer, maxPoll: cfg.MaxPollRecords}
 	eos := &transactionEventLog{}
-	var events worker.EventLog = alo
+	var eventLog events.Log = alo
 	if cfg.Delivery == "exactly-once" {
-		events = eos
+		eventLog = eos
 	}
-	var progress worker.EventProgress
-	pipeline, err := worker.NewEventPipeline(worker.EventConfig{
+	var progress events.Progress
+	pipeline, err := events.NewPipeline(events.Config{
 		ModelVersion: modelVersion, Model: m.Name, OutputTopic: cfg.OutputTopic, DeadLetterTopic: cfg.DeadLetterTopic,
-		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Engines: cfg.Sessions, Log: log,
-	}, stepEngine{m}, store, events, &progress)
+		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Engines: cfg.Sessions, Logger: log,
+	}, stepEngine{m}, store, eventLog, &progress)
 	if err != nil {
 		return err
 	}
@@ -234,12 +235,12 @@ type consumerEventLog struct {
 // fetched, up to maxPoll: Read hands out buffered records before it looks at
 // its context, so a done context drains the buffer without a broker round
 // trip (and stops at an empty buffer).
-func (l *consumerEventLog) Poll(ctx context.Context) ([]kafka.Message, []worker.Ack, error) {
+func (l *consumerEventLog) Poll(ctx context.Context) ([]kafka.Message, []func(error), error) {
 	m, ack, err := l.consumer.Read(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	msgs, acks := []kafka.Message{m}, []worker.Ack{worker.Ack(ack)}
+	msgs, acks := []kafka.Message{m}, []func(error){ack}
 	drain, cancel := context.WithCancel(ctx)
 	cancel()
 	for len(msgs) < l.maxPoll {
@@ -247,7 +248,7 @@ func (l *consumerEventLog) Poll(ctx context.Context) ([]kafka.Message, []worker.
 		if err != nil {
 			break // an empty buffer; a real failure comes back from the next Poll
 		}
-		msgs, acks = append(msgs, m), append(acks, worker.Ack(ack))
+		msgs, acks = append(msgs, m), append(acks, ack)
 	}
 	return msgs, acks, nil
 }
@@ -274,9 +275,9 @@ func (*consumerEventLog) Commit(context.Context, bool) error { return nil }
 // dead letters, states and input offsets are committed in one transaction.
 type transactionEventLog struct{ t *kafka.Transactor }
 
-func (l *transactionEventLog) Poll(ctx context.Context) ([]kafka.Message, []worker.Ack, error) {
+func (l *transactionEventLog) Poll(ctx context.Context) ([]kafka.Message, []func(error), error) {
 	msgs, err := l.t.Poll(ctx)
-	return msgs, make([]worker.Ack, len(msgs)), err
+	return msgs, make([]func(error), len(msgs)), err
 }
 
 func (l *transactionEventLog) WriteResults(ctx context.Context, msgs []kafka.Message) error {
@@ -298,7 +299,7 @@ func (l *transactionEventLog) Commit(ctx context.Context, commit bool) error {
 
 // registerEventMetrics exposes the event pipeline's counters; they read the
 // counters where they are kept, so nothing is counted twice.
-func registerEventMetrics(reg prometheus.Registerer, p *worker.EventProgress, store *state.Store, lag func(context.Context) (int64, error)) {
+func registerEventMetrics(reg prometheus.Registerer, p *events.Progress, store *state.Store, lag func(context.Context) (int64, error)) {
 	counter := worker.CounterFunc
 	reg.MustRegister(
 		counter("dktscore_consumed_total", "Event messages read from the input.", p.Consumed.Load),

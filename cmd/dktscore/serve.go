@@ -27,6 +27,7 @@ import (
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/model"
+	"github.com/dktscore/dktscore/sequences"
 	"github.com/dktscore/dktscore/supervise"
 	"github.com/dktscore/dktscore/worker"
 )
@@ -349,15 +350,15 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 	pipeline := worker.Config{Batching: cfg.batching(m.NumSkills), Engines: cfg.Sessions, MaxSteps: cfg.MaxSteps}
 	output := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, WithSource: true}
 	decode := func(msg kafka.Message) worker.Work {
-		return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
+		return sequences.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
 	}
 	var metrics *worker.Metrics // set below, before sinks is first called
-	sinks := func(w worker.MessageWriter) (worker.Sink, worker.RejectSink) {
-		return worker.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
+	sinks := func(w sequences.MessageWriter) (worker.Sink, worker.RejectSink) {
+		return sequences.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
 			// A dead letter keeps the original bytes, cut to leave room for its
 			// headers under the broker's default message limit.
 			metrics.CountRejects(loggedRejects{log: log,
-				next: worker.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic, MaxBytes: kafka.DefaultMaxMessageBytes - 64<<10}})
+				next: sequences.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic}})
 	}
 	consumerCfg := cfg.consumer()
 
@@ -375,7 +376,7 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		pipeline.Observer = metrics
 		ping, closeKafka = producer.Ping, t.Close
 		run = func(ctx context.Context) error {
-			return worker.RunTransactions(ctx, pipeline, t, decode, modelEngine{versions}, sinks, &progress)
+			return sequences.RunTransactions(ctx, pipeline, t, decode, modelEngine{versions}, sinks, &progress)
 		}
 	} else {
 		consumer, err := kafka.NewConsumer(consumerCfg)
@@ -386,7 +387,7 @@ func serve(ctx context.Context, cfg serveConfig, placement gpu.Placement, log *s
 		pipeline.Observer = metrics
 		ping, closeKafka = consumer.Ping, consumer.Close
 		sink, rejects := sinks(producer)
-		source := worker.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
+		source := sequences.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
 		run = func(ctx context.Context) error {
 			_, err := worker.Run(ctx, pipeline, source, modelEngine{versions}, sink, rejects, &progress)
 			return err

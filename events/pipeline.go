@@ -1,4 +1,4 @@
-package worker
+package events
 
 import (
 	"cmp"
@@ -9,7 +9,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,9 +20,9 @@ import (
 	"github.com/dktscore/dktscore/state"
 )
 
-// EventEngine runs the model's step signature (model.Step) in plain Go
+// Engine runs the model's step signature (model.Step) in plain Go
 // types: one interaction per row applied to the state each row carries.
-type EventEngine interface {
+type Engine interface {
 	NumSkills() int
 	// StateSize is the length of one row's state (0: the model cannot step).
 	StateSize() int
@@ -33,8 +32,8 @@ type EventEngine interface {
 	Step(ctx context.Context, skills, correct []int32, state, newState, mastery []float32) error
 }
 
-// StateStore is where the pipeline keeps per-student state (state.Store).
-type StateStore interface {
+// Store is where the pipeline keeps per-student state (state.Store).
+type Store interface {
 	// Get returns the student's state in the partition, from memory or, for
 	// an evicted student, from the changelog; false when there is none.
 	Get(ctx context.Context, partition int32, student string) (state.Record, bool, error)
@@ -47,14 +46,14 @@ type StateStore interface {
 	DropPartition(partition int32)
 }
 
-// EventLog is the Kafka side of event mode, one implementation per delivery
+// Log is the Kafka side of event mode, one implementation per delivery
 // mode. Every method is called from the pipeline's one goroutine.
-type EventLog interface {
+type Log interface {
 	// Poll returns the next messages (at least one unless ctx ends), in
 	// offset order within each partition, each with its ack. At-least-once:
 	// an ack(nil) marks the input offset for commit. Exactly-once: acks are
 	// nil; Commit finishes the whole poll.
-	Poll(ctx context.Context) ([]kafka.Message, []Ack, error)
+	Poll(ctx context.Context) ([]kafka.Message, []func(error), error)
 	// WriteResults produces results and dead letters (the key picks the
 	// partition) and returns once the broker acknowledged all of them.
 	WriteResults(ctx context.Context, msgs []kafka.Message) error
@@ -69,8 +68,8 @@ type EventLog interface {
 	Commit(ctx context.Context, commit bool) error
 }
 
-// EventConfig configures the event pipeline.
-type EventConfig struct {
+// Config configures the event pipeline.
+type Config struct {
 	ModelVersion    string // "name/version" of the running model; states of other versions are not used
 	Model           string // model name, for the output headers
 	OutputTopic     string
@@ -86,10 +85,10 @@ type EventConfig struct {
 	// Log receives at most a line or two per poll about what it did not
 	// apply (states of another model version, events already applied),
 	// with counts, partitions and offsets, never student ids; nil discards.
-	Log *slog.Logger
+	Logger *slog.Logger
 }
 
-func (c EventConfig) validate() error {
+func (c Config) validate() error {
 	var errs []error
 	add := func(cond bool, format string, args ...any) {
 		if cond {
@@ -105,12 +104,12 @@ func (c EventConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// EventProgress counts what the event pipeline did; readable while it runs.
+// Progress counts what the event pipeline did; readable while it runs.
 // The per-event counters (Applied, Skipped, Rejected, VersionResets,
 // NotOwned) count a poll once it is committed: an aborted exactly-once poll
 // comes again and is counted then, not twice. Consumed, StepRuns and
 // StepRows count work done, aborted or not.
-type EventProgress struct {
+type Progress struct {
 	Consumed      atomic.Int64 // messages polled
 	Applied       atomic.Int64 // events applied to a state (one result each)
 	Skipped       atomic.Int64 // events at or before their state's offset: already applied
@@ -126,7 +125,7 @@ type EventProgress struct {
 // it: its offset is never committed here, and the new owner applies it.
 var errNotOwned = errors.New("the partition was revoked before the event was applied")
 
-// EventPipeline applies events to carried per-student state: each poll's
+// Pipeline applies events to carried per-student state: each poll's
 // events are grouped by partition and student, applied in rounds of one
 // Step run each (one row per student per round, a student's events in
 // offset order), and made durable in the order results → changelog → input
@@ -148,12 +147,12 @@ var errNotOwned = errors.New("the partition was revoked before the event was app
 // that End needs), so after End the pipeline re-takes mu and keeps a new
 // state in memory only if its partition was not revoked meanwhile: the
 // generation counter tells.
-type EventPipeline struct {
-	cfg      EventConfig
-	engine   EventEngine
-	store    StateStore
-	log      EventLog
-	progress *EventProgress
+type Pipeline struct {
+	cfg      Config
+	engine   Engine
+	store    Store
+	log      Log
+	progress *Progress
 	output   columnar.Config
 
 	mu    sync.Mutex
@@ -161,8 +160,8 @@ type EventPipeline struct {
 	gen   uint64
 }
 
-// NewEventPipeline checks cfg and the engine.
-func NewEventPipeline(cfg EventConfig, engine EventEngine, store StateStore, log EventLog, progress *EventProgress) (*EventPipeline, error) {
+// NewPipeline checks cfg and the engine.
+func NewPipeline(cfg Config, engine Engine, store Store, log Log, progress *Progress) (*Pipeline, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -170,19 +169,19 @@ func NewEventPipeline(cfg EventConfig, engine EventEngine, store StateStore, log
 		return nil, fmt.Errorf("model %s cannot carry state: it has no step signature; re-export it with `python -m dkt.upgrade --model DIR`", cfg.ModelVersion)
 	}
 	if progress == nil {
-		progress = new(EventProgress)
+		progress = new(Progress)
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	output := columnar.Config{NumSkills: engine.NumSkills(), ModelVersion: cfg.ModelVersion, WithSource: true}
-	return &EventPipeline{cfg: cfg, engine: engine, store: store, log: log, progress: progress, output: output,
+	return &Pipeline{cfg: cfg, engine: engine, store: store, log: log, progress: progress, output: output,
 		owned: map[int32]uint64{}}, nil
 }
 
 // PartitionsAssigned says the partitions' states are restored: their events
 // may be applied from now on.
-func (p *EventPipeline) PartitionsAssigned(partitions []int32) {
+func (p *Pipeline) PartitionsAssigned(partitions []int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, part := range partitions {
@@ -193,7 +192,7 @@ func (p *EventPipeline) PartitionsAssigned(partitions []int32) {
 
 // PartitionsRevoked waits for the poll being applied, then forgets the
 // partitions' states: their next owner restores them from the changelog.
-func (p *EventPipeline) PartitionsRevoked(partitions []int32) {
+func (p *Pipeline) PartitionsRevoked(partitions []int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, part := range partitions {
@@ -205,7 +204,7 @@ func (p *EventPipeline) PartitionsRevoked(partitions []int32) {
 // Run applies polls until ctx ends (the current poll is finished first) or a
 // fatal error: an engine, store or write failure stops the worker, because
 // retrying would hide it; unfinished input is redelivered after a restart.
-func (p *EventPipeline) Run(ctx context.Context) error {
+func (p *Pipeline) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		msgs, acks, err := p.log.Poll(ctx)
 		if err != nil {
@@ -243,7 +242,7 @@ type appliedState struct {
 	changelogOffset int64
 }
 
-func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []Ack) error {
+func (p *Pipeline) poll(ctx context.Context, msgs []kafka.Message, acks []func(error)) error {
 	ackAll := func(err error) {
 		for _, ack := range acks {
 			if ack != nil {
@@ -312,7 +311,7 @@ func (r *offsetRange) add(offset int64) {
 // report counts a committed poll and logs, in one line each, the events it
 // skipped and the states it could not use. Lines name partitions, offsets and
 // versions, never students: ids are personal data and stay out of logs.
-func (p *EventPipeline) report(out pollOutcome) {
+func (p *Pipeline) report(out pollOutcome) {
 	p.progress.Applied.Add(int64(out.applied))
 	p.progress.Rejected.Add(int64(out.rejected))
 	p.progress.NotOwned.Add(int64(out.notOwned))
@@ -325,7 +324,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 			spans = append(spans, fmt.Sprintf("partition %d offsets %d..%d (%d)", part, r.first, r.last, r.n))
 		}
 		p.progress.Skipped.Add(int64(total))
-		p.cfg.Log.Info("dktscore: events already applied to their students' states skipped (a redelivery after a restart or rebalance)",
+		p.cfg.Logger.Info("dktscore: events already applied to their students' states skipped (a redelivery after a restart or rebalance)",
 			"skipped", total, "where", strings.Join(spans, ", "))
 	}
 	if len(out.resets) > 0 {
@@ -339,7 +338,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 			}
 		}
 		p.progress.VersionResets.Add(int64(total))
-		p.cfg.Log.Warn("dktscore: states of another model version or size not used; those students start over (re-bootstrap the changelog after changing the model)",
+		p.cfg.Logger.Warn("dktscore: states of another model version or size not used; those students start over (re-bootstrap the changelog after changing the model)",
 			"students", total, "states", strings.Join(spans, ", "), "model_version", p.cfg.ModelVersion, "model_state_size", p.engine.StateSize())
 	}
 }
@@ -347,7 +346,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 // apply decodes, groups, steps and writes one poll; p.mu is held. It
 // returns the new states to keep once the poll is committed, each message's
 // ack error and what to count then.
-func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome, error) {
+func (p *Pipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome, error) {
 	numSkills := p.engine.NumSkills()
 	out := pollOutcome{ackErrs: make([]error, len(msgs)), skipped: map[int32]*offsetRange{}, resets: map[int32]map[string]int{}}
 	decoded := make([]records.Event, len(msgs))
@@ -363,7 +362,7 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOu
 		}
 		ev, reject := DecodeEventMessage(m, numSkills, p.cfg.MaxMessageBytes)
 		if reject != nil {
-			deadLetters = append(deadLetters, deadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
+			deadLetters = append(deadLetters, kafka.DeadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
 			continue
 		}
 		decoded[i] = ev
@@ -462,7 +461,7 @@ type partitionStudent struct {
 // message) applies to: the stored one, or no history when there is none or
 // it cannot be used; then reset names the unusable state's model version
 // (and size) for the poll's log line.
-func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, student string) (rec state.Record, reset string, err error) {
+func (p *Pipeline) startingState(ctx context.Context, first kafka.Message, student string) (rec state.Record, reset string, err error) {
 	partition := first.Partition
 	rec, found, err := p.store.Get(ctx, partition, student)
 	if err != nil {
@@ -490,7 +489,7 @@ func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, 
 // student and a student's events are applied in offset order. A round's rows
 // are split into up to Engines runs that go concurrently (the model's
 // session pool); rounds follow one another, as each needs the last's states.
-func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
+func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
 	s, size := p.engine.NumSkills(), p.engine.StateSize()
 	// The poll's buffers, allocated once: a round has at most one row per
 	// student, so the step inputs of every round fit in len(order) rows; the
@@ -572,7 +571,7 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 // state or mastery for a row of round r: written to the changelog, such a
 // state would be refused on every later read (DecodeRecord) and block the
 // partition for good, so nothing of the poll is written.
-func (p *EventPipeline) checkFinite(msgs []kafka.Message, run stepRun, r int) error {
+func (p *Pipeline) checkFinite(msgs []kafka.Message, run stepRun, r int) error {
 	size, s := p.engine.StateSize(), p.engine.NumSkills()
 	for j, g := range run.rows {
 		what, bad := "", float32(0)
@@ -613,7 +612,7 @@ const minRowsPerRun = 16
 
 // splitRound divides a round's rows into runs: at most MaxStepRows rows
 // each, and over up to Engines runs when the round is large enough.
-func (p *EventPipeline) splitRound(batch []*studentEvents) []stepRun {
+func (p *Pipeline) splitRound(batch []*studentEvents) []stepRun {
 	n := len(batch)
 	parts := max(1, min(p.cfg.Engines, n/minRowsPerRun))
 	per := (n + parts - 1) / parts
@@ -627,13 +626,9 @@ func (p *EventPipeline) splitRound(batch []*studentEvents) []stepRun {
 	return runs
 }
 
-// maxResultBytes keeps one result message well under the broker's default
-// message limit, with room for headers and Arrow framing.
-const maxResultBytes = (kafka.DefaultMaxMessageBytes - 64<<10) * 3 / 4
-
 // resultMessages encodes rows as Arrow IPC stream messages of at most about
-// maxResultBytes each.
-func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, error) {
+// kafka.MaxResultBytes each.
+func (p *Pipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, error) {
 	var out []kafka.Message
 	now := time.Now()
 	for start := 0; start < len(rows); {
@@ -641,7 +636,7 @@ func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Messag
 		for end < len(rows) {
 			// The mastery floats, the fixed-width columns and the strings.
 			size += 4*p.output.NumSkills + 64 + len(rows[end].StudentID) + len(rows[end].SourceTopic)
-			if size > maxResultBytes && end > start {
+			if size > kafka.MaxResultBytes && end > start {
 				break
 			}
 			end++
@@ -650,19 +645,10 @@ func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Messag
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p.resultMessage(value, end-start))
+		out = append(out, kafka.ResultMessage(p.cfg.OutputTopic, p.cfg.Model, p.cfg.ModelVersion, end-start, value))
 		start = end
 	}
 	return out, nil
-}
-
-func (p *EventPipeline) resultMessage(value []byte, rows int) kafka.Message {
-	return kafka.Message{Topic: p.cfg.OutputTopic, Value: value, Headers: map[string][]byte{
-		HeaderContentType:  []byte(ArrowStreamType),
-		HeaderModel:        []byte(p.cfg.Model),
-		HeaderModelVersion: []byte(p.cfg.ModelVersion),
-		HeaderRows:         []byte(strconv.Itoa(rows)),
-	}}
 }
 
 // DecodeEventMessage turns one message into an event, or the reason it is
@@ -692,23 +678,4 @@ func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event
 		return reject(ev.StudentID, fmt.Sprintf("message key %q is not the student_id %q; key events by student_id so a student's events stay in one partition, in order", m.Key, ev.StudentID))
 	}
 	return ev, nil
-}
-
-// deadLetter is a rejected message with the reason and where it came from,
-// as DeadLetterSink writes it.
-func deadLetter(m kafka.Message, topic, reason string) kafka.Message {
-	headers := map[string][]byte{}
-	for k, v := range m.Headers {
-		headers[k] = v
-	}
-	headers[HeaderReason] = []byte(reason)
-	headers[HeaderSourceTopic] = []byte(m.Topic)
-	headers[HeaderSourcePartition] = []byte(strconv.Itoa(int(m.Partition)))
-	headers[HeaderSourceOffset] = []byte(strconv.FormatInt(m.Offset, 10))
-	value := m.Value
-	if limit := kafka.DefaultMaxMessageBytes - 64<<10; len(value) > limit {
-		headers["dktscore-truncated-from"] = []byte(strconv.Itoa(len(value)))
-		value = value[:limit]
-	}
-	return kafka.Message{Topic: topic, Key: m.Key, Value: value, Headers: headers}
 }
