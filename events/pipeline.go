@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -19,18 +18,6 @@ import (
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/state"
 )
-
-// Engine runs the model's step signature (model.Step) in plain Go
-// types: one interaction per row applied to the state each row carries.
-type Engine interface {
-	NumSkills() int
-	// StateSize is the length of one row's state (0: the model cannot step).
-	StateSize() int
-	// Step reads skills and correct ([B]) and state ([B·StateSize], zeros for
-	// no history) and writes newState ([B·StateSize], may be state itself)
-	// and mastery ([B·NumSkills]).
-	Step(ctx context.Context, skills, correct []int32, state, newState, mastery []float32) error
-}
 
 // Store is where the pipeline keeps per-student state (state.Store).
 type Store interface {
@@ -77,8 +64,6 @@ type Config struct {
 	ChangelogTopic  string
 	// MaxMessageBytes: larger input messages are dead-lettered undecoded.
 	MaxMessageBytes int
-	// MaxStepRows bounds the rows of one Step run (0: no bound).
-	MaxStepRows int
 	// Engines is how many Step runs of one round may go concurrently; match
 	// it to the model's session pool. 0 or 1: one at a time.
 	Engines int
@@ -99,8 +84,6 @@ func (c Config) validate() error {
 	add(c.OutputTopic == "", "event pipeline: OutputTopic is empty; name the topic for results")
 	add(c.DeadLetterTopic == "", "event pipeline: DeadLetterTopic is empty; bad events need a topic to go to")
 	add(c.ChangelogTopic == "", "event pipeline: ChangelogTopic is empty; states need a changelog topic")
-	add(c.MaxStepRows < 0, "event pipeline: MaxStepRows %d is negative; use 0 for no bound", c.MaxStepRows)
-	add(c.Engines < 0, "event pipeline: Engines %d is negative; use the model's session count", c.Engines)
 	return errors.Join(errs...)
 }
 
@@ -126,9 +109,9 @@ type Progress struct {
 var errNotOwned = errors.New("the partition was revoked before the event was applied")
 
 // Pipeline applies events to carried per-student state: each poll's
-// events are grouped by partition and student, applied in rounds of one
-// Step run each (one row per student per round, a student's events in
-// offset order), and made durable in the order results → changelog → input
+// events are grouped by partition and student, applied by a Stepper (one
+// row per student per round, a student's events in offset order), and made
+// durable in the order results → changelog → input
 // offsets (or in one transaction).
 //
 // A poll's new states stay with the poll until it is committed, and only
@@ -150,6 +133,7 @@ var errNotOwned = errors.New("the partition was revoked before the event was app
 type Pipeline struct {
 	cfg      Config
 	engine   Engine
+	stepper  *Stepper
 	store    Store
 	log      Log
 	progress *Progress
@@ -162,11 +146,12 @@ type Pipeline struct {
 
 // NewPipeline checks cfg and the engine.
 func NewPipeline(cfg Config, engine Engine, store Store, log Log, progress *Progress) (*Pipeline, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	stepper, err := NewStepper(engine, StepperConfig{Engines: cfg.Engines})
+	if err != nil {
+		err = fmt.Errorf("event pipeline: model %s: %w", cfg.ModelVersion, err)
 	}
-	if engine.StateSize() < 1 {
-		return nil, fmt.Errorf("model %s cannot carry state: it has no step signature; re-export it with `python -m dkt.upgrade --model DIR`", cfg.ModelVersion)
+	if err := errors.Join(cfg.validate(), err); err != nil {
+		return nil, err
 	}
 	if progress == nil {
 		progress = new(Progress)
@@ -175,7 +160,7 @@ func NewPipeline(cfg Config, engine Engine, store Store, log Log, progress *Prog
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	output := columnar.Config{NumSkills: engine.NumSkills(), ModelVersion: cfg.ModelVersion, WithSource: true}
-	return &Pipeline{cfg: cfg, engine: engine, store: store, log: log, progress: progress, output: output,
+	return &Pipeline{cfg: cfg, engine: engine, stepper: stepper, store: store, log: log, progress: progress, output: output,
 		owned: map[int32]uint64{}}, nil
 }
 
@@ -232,7 +217,8 @@ type studentEvents struct {
 	student   string
 	gen       uint64 // ownership generation of the partition when applied
 	rec       state.Record
-	events    []int // indexes into the poll, in offset order
+	events    []int   // indexes into the poll, in offset order
+	step      Student // the events still to apply, on rec.State
 }
 
 // appliedState is a state the poll produced, with where the changelog has it.
@@ -377,7 +363,6 @@ func (p *Pipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome
 	}
 
 	// Load each student's state and drop the events it already holds.
-	var rounds int
 	for _, g := range order {
 		rec, reset, err := p.startingState(ctx, msgs[g.events[0]], g.student)
 		if err != nil {
@@ -405,10 +390,9 @@ func (p *Pipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome
 			pending = append(pending, i)
 		}
 		g.events = pending
-		rounds = max(rounds, len(pending))
 	}
 
-	rows, err := p.step(ctx, msgs, decoded, order, rounds)
+	rows, err := p.step(ctx, msgs, decoded, order)
 	if err != nil {
 		return pollOutcome{}, err
 	}
@@ -484,73 +468,46 @@ func (p *Pipeline) startingState(ctx context.Context, first kafka.Message, stude
 	return rec, "", nil
 }
 
-// step applies the pending events in rounds: round r takes the r-th pending
-// event of every student that has one, so each Step run has one row per
-// student and a student's events are applied in offset order. A round's rows
-// are split into up to Engines runs that go concurrently (the model's
-// session pool); rounds follow one another, as each needs the last's states.
-func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
-	s, size := p.engine.NumSkills(), p.engine.StateSize()
-	// The poll's buffers, allocated once: a round has at most one row per
-	// student, so the step inputs of every round fit in len(order) rows; the
-	// result rows keep slices of mastery, which has a row per pending event.
+// step applies each student's pending events to its state with the stepper
+// (in rounds: one Step row per student per round) and returns a result row
+// per event.
+func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents) ([]columnar.EventRow, error) {
+	s := p.engine.NumSkills()
 	pending := 0
 	for _, g := range order {
 		pending += len(g.events)
 	}
-	rows := make([]columnar.EventRow, 0, pending)
+	// The result rows keep slices of mastery, allocated once for the poll.
 	mastery := make([]float32, pending*s)
-	skills, correct := make([]int32, len(order)), make([]int32, len(order))
-	states := make([]float32, len(order)*size)
-	var batch []*studentEvents
-	for r := range rounds {
-		batch = batch[:0]
-		for _, g := range order {
-			if len(g.events) > r {
-				batch = append(batch, g)
-			}
+	var students []*Student
+	for _, g := range order {
+		n := len(g.events)
+		if n == 0 {
+			continue
 		}
-		runs := p.splitRound(batch)
-		errs := make([]error, len(runs))
-		var wg sync.WaitGroup
-		at := 0 // first row of the next run in the round's input buffers
-		for k := range runs {
-			run := &runs[k]
-			n := len(run.rows)
-			run.skills, run.correct, run.state = skills[at:at+n], correct[at:at+n], states[at*size:(at+n)*size]
-			run.mastery, mastery = mastery[:n*s:n*s], mastery[n*s:]
-			at += n
-			for j, g := range run.rows {
-				ev := decoded[g.events[r]]
-				run.skills[j], run.correct[j] = ev.SkillID, int32(ev.Correct)
-				copy(run.state[j*size:], g.rec.State)
-			}
-			wg.Go(func() {
-				errs[k] = p.engine.Step(ctx, run.skills, run.correct, run.state, run.state, run.mastery)
-			})
+		g.step = Student{ID: g.student, State: g.rec.State, Skills: make([]int32, n), Correct: make([]int8, n), Mastery: mastery[:n*s:n*s]}
+		mastery = mastery[n*s:]
+		for k, i := range g.events {
+			g.step.Skills[k], g.step.Correct[k] = decoded[i].SkillID, decoded[i].Correct
 		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return nil, fmt.Errorf("stepping %d students: %w", len(batch), err)
-		}
-		for _, run := range runs {
-			if err := p.checkFinite(msgs, run, r); err != nil {
-				return nil, err
-			}
-		}
-		p.progress.StepRuns.Add(int64(len(runs)))
-		p.progress.StepRows.Add(int64(len(batch)))
-		for _, run := range runs {
-			for j, g := range run.rows {
-				i := g.events[r]
-				m := msgs[i]
-				copy(g.rec.State, run.state[j*size:(j+1)*size])
-				g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
-				g.rec.Events++
-				rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
-					SkillID: run.skills[j], Correct: int8(run.correct[j]), Events: g.rec.Events, Mastery: run.mastery[j*s : (j+1)*s],
-					SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
-			}
+		students = append(students, &g.step)
+	}
+	stats, err := p.stepper.Apply(ctx, students)
+	p.progress.StepRuns.Add(int64(stats.Runs))
+	p.progress.StepRows.Add(int64(stats.Rows))
+	if err != nil {
+		return nil, p.stepError(msgs, order, err)
+	}
+
+	rows := make([]columnar.EventRow, 0, pending)
+	for _, g := range order {
+		for k, i := range g.events {
+			m := msgs[i]
+			g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
+			g.rec.Events++
+			rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
+				SkillID: g.step.Skills[k], Correct: g.step.Correct[k], Events: g.rec.Events, Mastery: g.step.Mastery[k*s : (k+1)*s],
+				SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
 		}
 	}
 	// Within a poll, results go out by partition and offset. Across messages
@@ -567,63 +524,24 @@ func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []rec
 	return rows, nil
 }
 
-// checkFinite fails the poll when the model returned a NaN or infinite
-// state or mastery for a row of round r: written to the changelog, such a
-// state would be refused on every later read (DecodeRecord) and block the
-// partition for good, so nothing of the poll is written.
-func (p *Pipeline) checkFinite(msgs []kafka.Message, run stepRun, r int) error {
-	size, s := p.engine.StateSize(), p.engine.NumSkills()
-	for j, g := range run.rows {
-		what, bad := "", float32(0)
-		if k := nonFinite(run.state[j*size : (j+1)*size]); k >= 0 {
-			what, bad = fmt.Sprintf("state[%d]", k), run.state[j*size+k]
-		} else if k := nonFinite(run.mastery[j*s : (j+1)*s]); k >= 0 {
-			what, bad = fmt.Sprintf("mastery[%d]", k), run.mastery[j*s+k]
-		} else {
+// stepError names the event a NaN or infinite state or mastery came from:
+// written to the changelog, such a state would be refused on every later
+// read (DecodeRecord) and block the partition for good, so the poll fails
+// and nothing of it is written.
+func (p *Pipeline) stepError(msgs []kafka.Message, order []*studentEvents, err error) error {
+	var nonFinite *NonFiniteError
+	if !errors.As(err, &nonFinite) {
+		return err
+	}
+	for _, g := range order {
+		if &g.step != nonFinite.Student {
 			continue
 		}
-		m := msgs[g.events[r]]
+		m := msgs[g.events[nonFinite.Interaction]]
 		return fmt.Errorf("model %s returned %s = %v for the event at %s[%d] offset %d; nothing of this poll was written (a non-finite state would poison the changelog): check the model's weights, or roll back to a version that works",
-			p.cfg.ModelVersion, what, bad, m.Topic, m.Partition, m.Offset)
+			p.cfg.ModelVersion, nonFinite.What, nonFinite.Value, m.Topic, m.Partition, m.Offset)
 	}
-	return nil
-}
-
-// nonFinite returns the index of the first NaN or infinity in v, or -1.
-func nonFinite(v []float32) int {
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return i
-		}
-	}
-	return -1
-}
-
-// stepRun is one Step call of a round.
-type stepRun struct {
-	rows            []*studentEvents
-	skills, correct []int32
-	state, mastery  []float32
-}
-
-// minRowsPerRun keeps small rounds in one run: below it, a second session
-// costs more in call overhead than it saves.
-const minRowsPerRun = 16
-
-// splitRound divides a round's rows into runs: at most MaxStepRows rows
-// each, and over up to Engines runs when the round is large enough.
-func (p *Pipeline) splitRound(batch []*studentEvents) []stepRun {
-	n := len(batch)
-	parts := max(1, min(p.cfg.Engines, n/minRowsPerRun))
-	per := (n + parts - 1) / parts
-	if p.cfg.MaxStepRows > 0 {
-		per = min(per, p.cfg.MaxStepRows)
-	}
-	var runs []stepRun
-	for start := 0; start < n; start += per {
-		runs = append(runs, stepRun{rows: batch[start:min(start+per, n)]})
-	}
-	return runs
+	return err
 }
 
 // resultMessages encodes rows as Arrow IPC stream messages of at most about
