@@ -485,7 +485,7 @@ func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []rec
 		if n == 0 {
 			continue
 		}
-		g.step = Student{ID: g.student, State: g.rec.State, Skills: make([]int32, n), Correct: make([]int8, n), Mastery: mastery[:n*s:n*s]}
+		g.step = Student{ID: g.student, State: g.rec.State, Skills: make([]int32, n), Correct: make([]int8, n), Mastery: mastery[: n*s : n*s]}
 		mastery = mastery[n*s:]
 		for k, i := range g.events {
 			g.step.Skills[k], g.step.Correct[k] = decoded[i].SkillID, decoded[i].Correct
