@@ -8,18 +8,6 @@ import (
 	"sync"
 )
 
-// Engine runs the model's step signature (model.Step) in plain Go types:
-// one interaction per row applied to the state each row carries.
-type Engine interface {
-	NumSkills() int
-	// StateSize is the length of one row's state (0: the model cannot step).
-	StateSize() int
-	// Step reads skills and correct ([B]) and state ([B·StateSize], zeros for
-	// no history) and writes newState ([B·StateSize], may be state itself)
-	// and mastery ([B·NumSkills]).
-	Step(ctx context.Context, skills, correct []int32, state, newState, mastery []float32) error
-}
-
 // Student is one student's carried state and the interactions to apply to
 // it, oldest first.
 type Student struct {
