@@ -346,7 +346,7 @@ func (p *Pipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome
 			out.notOwned++
 			continue
 		}
-		ev, reject := DecodeEventMessage(m, numSkills, p.cfg.MaxMessageBytes)
+		ev, reject := decodeEvent(m, numSkills, p.cfg.MaxMessageBytes)
 		if reject != nil {
 			deadLetters = append(deadLetters, kafka.DeadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
 			continue
@@ -569,10 +569,10 @@ func (p *Pipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, er
 	return out, nil
 }
 
-// DecodeEventMessage turns one message into an event, or the reason it is
+// decodeEvent turns one message into an event, or the reason it is
 // dead-lettered. The key must be the student_id: it is what keeps a
 // student's events in one partition, in order.
-func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
+func decodeEvent(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
 	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
 	reject := func(student, reason string) (records.Event, *records.RejectError) {
 		return records.Event{}, &records.RejectError{Input: where, Record: -1, StudentID: student, Reason: reason}
