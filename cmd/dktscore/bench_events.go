@@ -35,10 +35,10 @@ import (
 // live stream does. Both ways use every session: the replay is split into
 // --sessions partitions by student (student i → partition i mod sessions),
 // each applied by its own goroutine; rescore spreads its batches over the
-// sessions as row a does. Timed: the model runs and the state gathering and
+// sessions as `bench --rows a` does. Timed: the model runs and the state gathering and
 // scattering around them; not timed: building the replay and the batches.
 
-// eventBenchFlags are row g's own flags.
+// eventBenchFlags are the event benchmark's own flags.
 type eventBenchFlags struct {
 	poll         int
 	rescoreEvery int
@@ -306,7 +306,7 @@ func (p *replayPartition) apply(seqs []records.Sequence) error {
 	return nil
 }
 
-// benchEventsCmd measures row g in its own model and input load.
+// benchEventsCmd runs the event benchmark on a model and input of its own.
 func benchEventsCmd(f scoreFlags, e *eventBenchFlags, runs, warmup int, asJSON bool, stdout io.Writer) error {
 	m, err := loadModel(f)
 	if err != nil {
