@@ -14,6 +14,7 @@ import (
 	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/scoring"
+	"github.com/dktscore/dktscore/sequences"
 	"github.com/dktscore/dktscore/worker"
 )
 
@@ -41,13 +42,13 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	pipeline := worker.Config{Batching: cfg.Batching.Config(m.NumSkills), Engines: cfg.Sessions, MaxSteps: cfg.MaxSteps}
 	output := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, WithSource: true}
 	decode := func(msg kafka.Message) worker.Work {
-		return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
+		return sequences.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
 	}
 	var metrics *worker.Metrics // set below, before sinks is first called
-	sinks := func(w worker.MessageWriter) (worker.Sink, worker.RejectSink) {
-		return worker.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
+	sinks := func(w sequences.MessageWriter) (worker.Sink, worker.RejectSink) {
+		return sequences.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
 			metrics.CountRejects(loggedRejects{log: log,
-				next: worker.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic, MaxBytes: kafka.DefaultMaxMessageBytes - 64<<10}})
+				next: sequences.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic}})
 	}
 	engine := scoring.Engine(versions)
 
@@ -69,7 +70,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 		ping = producer.Ping
 		p.Closers = append([]func(context.Context) error{t.Close}, p.Closers...)
 		p.Pipeline = func(ctx context.Context) error {
-			return worker.RunTransactions(ctx, pipeline, t, decode, engine, sinks, &progress)
+			return sequences.RunTransactions(ctx, pipeline, t, decode, engine, sinks, &progress)
 		}
 	} else {
 		consumer, err := kafka.NewConsumer(cfg.consumer())
@@ -82,7 +83,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 		ping = consumer.Ping
 		p.Closers = append([]func(context.Context) error{consumer.Close}, p.Closers...)
 		sink, rejects := sinks(producer)
-		source := worker.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
+		source := sequences.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
 		p.Pipeline = func(ctx context.Context) error {
 			_, err := worker.Run(ctx, pipeline, source, engine, sink, rejects, &progress)
 			return err
