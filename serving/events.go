@@ -43,7 +43,7 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer changelog.Close()
+	defer changelog.Close(context.WithoutCancel(ctx))
 	store, err := state.NewStore(state.StoreConfig{MaxStudents: cfg.StateMaxStudents, Idle: cfg.StateIdle, Fetch: changelog})
 	if err != nil {
 		return err
@@ -52,7 +52,7 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer producer.Close()
+	defer producer.Close(context.WithoutCancel(ctx))
 
 	// The pipeline exists before the consumer, whose rebalance callbacks
 	// call it; the Kafka side is filled in below.

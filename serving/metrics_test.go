@@ -115,7 +115,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	producer.Close()
+	producer.Close(context.Background())
 
 	addr := freeAddr(t)
 	environ := []string{"DKTSCORE_KAFKA_BROKERS=" + brokers, "DKTSCORE_KAFKA_INPUT_TOPIC=" + in,

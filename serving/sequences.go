@@ -53,7 +53,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	engine := scoring.Engine(versions)
 
 	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
-		Closers: []func(context.Context) error{func(context.Context) error { producer.Close(); return nil }},
+		Closers: []func(context.Context) error{producer.Close},
 		Overdue: "draining took longer than %v; unacknowledged input will be redelivered after a restart"}
 	if cfg.ModelPoll > 0 {
 		p.Background = append(p.Background, func(ctx context.Context) { versions.Watch(ctx, cfg.ModelPoll) })
@@ -62,7 +62,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	if cfg.Delivery == ExactlyOnce {
 		t, err := kafka.NewTransactor(kafka.TransactConfig{Consumer: cfg.consumer(), TransactionalID: cfg.transactionalID()})
 		if err != nil {
-			producer.Close()
+			producer.Close(context.WithoutCancel(ctx))
 			return err
 		}
 		metrics = worker.NewMetrics(registry, &progress, nil)
@@ -75,7 +75,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	} else {
 		consumer, err := kafka.NewConsumer(cfg.consumer())
 		if err != nil {
-			producer.Close()
+			producer.Close(context.WithoutCancel(ctx))
 			return err
 		}
 		metrics = worker.NewMetrics(registry, &progress, consumer.Lag)

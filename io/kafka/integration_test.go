@@ -40,7 +40,7 @@ func produceValues(ctx context.Context, t *testing.T, cfg ClientConfig, topic st
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	for _, v := range values {
 		if err := p.Produce(ctx, Message{Topic: topic, Key: []byte(v), Value: []byte(v), Headers: map[string][]byte{"src": []byte("test")}}); err != nil {
 			t.Fatalf("producing %q: %v", v, err)
@@ -411,7 +411,7 @@ func TestProducerRejectsOversizedMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	err = p.Produce(ctx, Message{Topic: uniqueName(t, "big"), Value: make([]byte, 2<<20)})
 	if !errors.Is(err, ErrMessageTooLarge) {
 		t.Fatalf("Produce(2 MiB) = %v, want ErrMessageTooLarge", err)
@@ -432,7 +432,7 @@ func TestProduceAllAndReadBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	const n = 40
 	var msgs []Message
 	for _, v := range values(n, "b") {

@@ -77,8 +77,11 @@ func (p *Producer) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close flushes nothing (every Produce already waited) and closes the
-// connections.
-func (p *Producer) Close() {
+// Close waits, bounded by ctx, for records still being produced (every
+// Produce waits for its own, so only a call racing Close has any), then
+// closes the connections.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.cl.Flush(ctx)
 	p.cl.Close()
+	return err
 }
