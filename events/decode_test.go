@@ -34,4 +34,3 @@ func TestDecodeEventSetsTheRejectKind(t *testing.T) {
 		}
 	}
 }
-
