@@ -371,8 +371,95 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 	}
 }
 
-// The Dockerfiles are parsed by BuildKit's own Dockerfile parser and
-// instruction compiler (what `docker build` runs), then key facts asserted.
+// runtimeImage is what the final stage of a Dockerfile gives a container.
+type runtimeImage struct {
+	raw        string
+	args       map[string]string // global ARGs
+	stages     []instructions.Stage
+	user       string
+	entrypoint []string
+	cmd        []string
+	expose     []string
+	health     *instructions.HealthCheckCommand
+	env        map[string]string
+	fromBuild  int // COPY --from=build instructions
+}
+
+// parseDockerfile runs BuildKit's own Dockerfile parser and instruction
+// compiler (what `docker build` runs) and collects the runtime stage's facts.
+func parseDockerfile(t *testing.T, file string) runtimeImage {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parser.Parse(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("%s: buildkit parser: %v", file, err)
+	}
+	for _, w := range res.Warnings {
+		t.Errorf("%s: buildkit warning: %s", file, w.Short)
+	}
+	stages, metaArgs, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		t.Fatalf("%s: buildkit instructions: %v", file, err)
+	}
+	img := runtimeImage{raw: string(raw), args: map[string]string{}, stages: stages, env: map[string]string{}}
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if kv.Value != nil {
+				img.args[kv.Key] = *kv.Value
+			}
+		}
+	}
+	if len(stages) < 2 {
+		t.Fatalf("%s: %d stages, want a multi-stage build", file, len(stages))
+	}
+	for _, cmd := range stages[len(stages)-1].Commands {
+		switch c := cmd.(type) {
+		case *instructions.UserCommand:
+			img.user = c.User
+		case *instructions.HealthCheckCommand:
+			img.health = c
+		case *instructions.EntrypointCommand:
+			img.entrypoint = c.CmdLine
+			if c.PrependShell {
+				t.Errorf("%s: ENTRYPOINT in shell form: signals would reach /bin/sh, not dktscore", file)
+			}
+		case *instructions.CmdCommand:
+			img.cmd = c.CmdLine
+			if c.PrependShell {
+				t.Errorf("%s: CMD in shell form: with an exec-form ENTRYPOINT it would pass \"/bin/sh -c ...\" as arguments", file)
+			}
+		case *instructions.ExposeCommand:
+			img.expose = append(img.expose, c.Ports...)
+		case *instructions.CopyCommand:
+			if c.From == "build" {
+				img.fromBuild++
+			}
+		case *instructions.EnvCommand:
+			for _, kv := range c.Env {
+				img.env[kv.Key] = kv.Value
+			}
+		}
+	}
+	return img
+}
+
+// argv is the command line a container of this image runs, given an
+// override of the entrypoint and of the arguments (nil: the image's), with
+// Docker's and Kubernetes' rule: overriding the entrypoint drops the CMD.
+func (img runtimeImage) argv(entrypoint, args []string) []string {
+	if entrypoint == nil {
+		entrypoint = img.entrypoint
+		if args == nil {
+			args = img.cmd
+		}
+	}
+	return append(slices.Clone(entrypoint), args...)
+}
+
+// The Dockerfiles are parsed by BuildKit, then key facts asserted.
 func TestDockerfiles(t *testing.T) {
 	tests := []struct {
 		file      string
@@ -386,92 +473,61 @@ func TestDockerfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			raw, err := os.ReadFile(tt.file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := parser.Parse(bytes.NewReader(raw))
-			if err != nil {
-				t.Fatalf("buildkit parser: %v", err)
-			}
-			for _, w := range res.Warnings {
-				t.Errorf("buildkit warning: %s", w.Short)
-			}
-			stages, metaArgs, err := instructions.Parse(res.AST, nil)
-			if err != nil {
-				t.Fatalf("buildkit instructions: %v", err)
-			}
-			args := map[string]string{}
-			for _, a := range metaArgs {
-				for _, kv := range a.Args {
-					if kv.Value != nil {
-						args[kv.Key] = *kv.Value
-					}
-				}
-			}
+			img := parseDockerfile(t, tt.file)
 			expand := func(s string) string {
-				return os.Expand(s, func(k string) string { return args[k] })
+				return os.Expand(s, func(k string) string { return img.args[k] })
 			}
-			if len(stages) < 2 {
-				t.Fatalf("%d stages, want a multi-stage build", len(stages))
-			}
-			if got := expand(stages[len(stages)-2].BaseName); got != tt.buildFrom {
+			if got := expand(img.stages[len(img.stages)-2].BaseName); got != tt.buildFrom {
 				t.Errorf("build stage FROM %q, want %q", got, tt.buildFrom)
 			}
-			if args["GO_VERSION"] != strings.TrimPrefix(goVersion(t), "go ") {
-				t.Errorf("GO_VERSION %q, go.mod says %q", args["GO_VERSION"], goVersion(t))
+			if img.args["GO_VERSION"] != strings.TrimPrefix(goVersion(t), "go ") {
+				t.Errorf("GO_VERSION %q, go.mod says %q", img.args["GO_VERSION"], goVersion(t))
 			}
-			if args["TF_VERSION"] != "2.18.1" {
-				t.Errorf("TF_VERSION %q, want 2.18.1 (graft v0.10.0's C API)", args["TF_VERSION"])
+			if img.args["TF_VERSION"] != "2.18.1" {
+				t.Errorf("TF_VERSION %q, want 2.18.1 (graft v0.10.0's C API)", img.args["TF_VERSION"])
 			}
-			final := stages[len(stages)-1]
-			if got := expand(final.BaseName); got != tt.finalBase {
+			if got := expand(img.stages[len(img.stages)-1].BaseName); got != tt.finalBase {
 				t.Errorf("runtime base %q, want %q", got, tt.finalBase)
 			}
-			var user, entrypoint string
-			var health *instructions.HealthCheckCommand
-			var copiesFromBuild int
-			env := map[string]string{}
-			for _, cmd := range final.Commands {
-				switch c := cmd.(type) {
-				case *instructions.UserCommand:
-					user = c.User
-				case *instructions.HealthCheckCommand:
-					health = c
-				case *instructions.EntrypointCommand:
-					entrypoint = strings.Join(c.CmdLine, " ")
-					if c.PrependShell {
-						t.Error("ENTRYPOINT in shell form: signals would reach /bin/sh, not dktscore")
-					}
-				case *instructions.CopyCommand:
-					if c.From == "build" {
-						copiesFromBuild++
-					}
-				case *instructions.EnvCommand:
-					for _, kv := range c.Env {
-						env[kv.Key] = kv.Value
-					}
+			if uid := strings.Split(img.user, ":")[0]; img.user == "" || uid == "0" || uid == "root" {
+				t.Errorf("USER %q: the runtime stage must run as a non-root user", img.user)
+			}
+			// ENTRYPOINT is the binary alone and CMD the default subcommand, so
+			// `docker run IMAGE` serves and `docker run IMAGE model-server ...`
+			// replaces only the subcommand and its flags.
+			if !slices.Equal(img.entrypoint, []string{"/usr/local/bin/dktscore"}) || !slices.Equal(img.cmd, []string{"serve"}) {
+				t.Errorf("ENTRYPOINT %q CMD %q, want [/usr/local/bin/dktscore] [serve]", img.entrypoint, img.cmd)
+			}
+			if got := img.argv(nil, nil); !slices.Equal(got, []string{"/usr/local/bin/dktscore", "serve"}) {
+				t.Errorf("`docker run IMAGE` runs %q", got)
+			}
+			if got := img.argv(nil, []string{"model-server", "--port=8500"}); !slices.Equal(got, []string{"/usr/local/bin/dktscore", "model-server", "--port=8500"}) {
+				t.Errorf("`docker run IMAGE model-server --port=8500` runs %q", got)
+			}
+			// The ops port and model-server's gRPC and REST ports (TF Serving's).
+			for _, port := range []string{"8080", "8500", "8501"} {
+				if !slices.Contains(img.expose, port) && !slices.Contains(img.expose, port+"/tcp") {
+					t.Errorf("EXPOSE %v lacks %s", img.expose, port)
 				}
 			}
-			if uid := strings.Split(user, ":")[0]; user == "" || uid == "0" || uid == "root" {
-				t.Errorf("USER %q: the runtime stage must run as a non-root user", user)
+			if img.health == nil {
+				t.Fatal("no HEALTHCHECK")
 			}
-			if health == nil || !strings.Contains(strings.Join(health.Health.Test, " "), "/healthz") {
-				t.Errorf("HEALTHCHECK %+v does not hit /healthz", health)
+			test := strings.Join(img.health.Health.Test, " ")
+			opsPort := img.env["DKTSCORE_HTTP_ADDR"][strings.LastIndex(img.env["DKTSCORE_HTTP_ADDR"], ":")+1:]
+			if img.health.Health.Test[0] != "CMD" || !strings.Contains(test, "127.0.0.1:"+opsPort+"/healthz") {
+				t.Errorf("HEALTHCHECK %q does not hit /healthz on the ops port of DKTSCORE_HTTP_ADDR=%q", test, img.env["DKTSCORE_HTTP_ADDR"])
 			}
-			if entrypoint != "/usr/local/bin/dktscore serve" {
-				t.Errorf("ENTRYPOINT %q", entrypoint)
+			if img.fromBuild != 2 {
+				t.Errorf("runtime copies %d things from the build stage, want the binary and the TF libraries", img.fromBuild)
 			}
-			if copiesFromBuild != 2 {
-				t.Errorf("runtime copies %d things from the build stage, want the binary and the TF libraries", copiesFromBuild)
+			if img.env["DKTSCORE_MODEL"] != "/models/dkt" || img.env[gpu.EnvGPUs] != tt.gpus {
+				t.Errorf("runtime env %v", img.env)
 			}
-			if env["DKTSCORE_MODEL"] != "/models/dkt" || env[gpu.EnvGPUs] != tt.gpus {
-				t.Errorf("runtime env %v", env)
-			}
-			if !strings.Contains(string(raw), tt.wheel) || !strings.Contains(string(raw), "link-tensorflow /opt/venv /opt/tflib") {
+			if !strings.Contains(img.raw, tt.wheel) || !strings.Contains(img.raw, "link-tensorflow /opt/venv /opt/tflib") {
 				t.Errorf("build stage does not install %s and link it like scripts/link-tensorflow", tt.wheel)
 			}
-			if !strings.Contains(string(raw), "-Wl,-rpath,/opt/dktscore/lib") {
+			if !strings.Contains(img.raw, "-Wl,-rpath,/opt/dktscore/lib") {
 				t.Error("binary's rpath does not point at the runtime's /opt/dktscore/lib")
 			}
 		})
