@@ -738,7 +738,8 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 
 	// Run the job's relabelling, as Prometheus' pod role would, over every
 	// Deployment's pods: one candidate target per declared container port.
-	// Each must end up as one target, the ops port of DKTSCORE_HTTP_ADDR at /metrics.
+	// Each must end up as one target, the ops port of DKTSCORE_HTTP_ADDR at
+	// /metrics, labelled with its component (worker or model-server).
 	sanitize := regexp.MustCompile(`[^a-zA-Z0-9_]`)
 	for _, dep := range m.deployments {
 		tmpl := dep.Spec.Template
@@ -779,10 +780,10 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 				}
 			}
 			if kept {
-				targets[lbls["__address__"]+lbls["__metrics_path__"]] = true
+				targets[lbls["__address__"]+lbls["__metrics_path__"]+" component="+lbls["component"]] = true
 			}
 		}
-		if want := "10.1.2.3:" + opsPort + "/metrics"; len(targets) != 1 || !targets[want] {
+		if want := "10.1.2.3:" + opsPort + "/metrics component=" + tmpl.Labels["app.kubernetes.io/component"]; len(targets) != 1 || !targets[want] {
 			t.Errorf("Deployment %s: the scrape job finds targets %v, want only %s", dep.Name, targets, want)
 		}
 	}
