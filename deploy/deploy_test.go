@@ -19,6 +19,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/modelserver"
 	"github.com/dktscore/dktscore/serving"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -38,17 +39,9 @@ func serveEnv() []string {
 }
 
 // modelServerEnv is every DKTSCORE_* variable `dktscore model-server` reads.
-// PROVISIONAL: the model-server contract's list until the modelserver package
-// lands; then this body becomes
-//
-//	var cfg modelserver.Config; return modelserver.Settings(&cfg).Names()
 func modelServerEnv() []string {
-	return []string{
-		"DKTSCORE_GRPC_PORT", "DKTSCORE_REST_API_PORT", "DKTSCORE_MODEL_NAME", "DKTSCORE_MODEL_BASE_PATH",
-		"DKTSCORE_ENABLE_BATCHING", "DKTSCORE_BATCHING_PARAMETERS_FILE",
-		"DKTSCORE_BATCH_SIZE", "DKTSCORE_MAX_DELAY", "DKTSCORE_SESSIONS", "DKTSCORE_THREADS",
-		"DKTSCORE_HTTP_ADDR", "DKTSCORE_LOG_FORMAT", "DKTSCORE_LOG_LEVEL",
-	}
+	var cfg modelserver.Config
+	return modelserver.Settings(&cfg).Names()
 }
 
 // knownEnv is every DKTSCORE_* variable a subcommand reads: its declared
