@@ -114,6 +114,22 @@ func (a *Assembler) NextDeadline() (time.Time, bool) {
 	return next.Add(a.cfg.MaxDelay), true
 }
 
+// Fullest flushes the waiting bucket with the most items (the oldest of
+// those tied) with FlushIdle; nil when nothing waits. An idle consumer gets
+// the most work one call can do.
+func (a *Assembler) Fullest() *Batch {
+	var best *bucket
+	for _, bk := range a.waiting {
+		if best == nil || len(bk.items) > len(best.items) || (len(bk.items) == len(best.items) && bk.oldestSeq < best.oldestSeq) {
+			best = bk
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return a.flush(best, FlushIdle)
+}
+
 // Drain flushes every waiting bucket, oldest first, with FlushDrain.
 func (a *Assembler) Drain() []*Batch {
 	return a.flushAll(slices.Clone(a.waiting), FlushDrain)

@@ -14,13 +14,14 @@ const (
 	FlushBucket                    // the padded-steps budget would be exceeded by the next item (or one item alone exceeds it)
 	FlushDelay                     // MaxDelay elapsed since the bucket's oldest item arrived
 	FlushDrain                     // Drain or Close
+	FlushIdle                      // a consumer was idle (Config.FlushWhenIdle): the fullest bucket went at once
 
 	// NumFlushReasons sizes arrays indexed by FlushReason, like Stats.Flushes.
 	NumFlushReasons = iota
 )
 
 // FlushReasons lists every reason in order, for exporting one metric each.
-var FlushReasons = [NumFlushReasons]FlushReason{FlushSize, FlushBucket, FlushDelay, FlushDrain}
+var FlushReasons = [NumFlushReasons]FlushReason{FlushSize, FlushBucket, FlushDelay, FlushDrain, FlushIdle}
 
 func (r FlushReason) String() string {
 	switch r {
@@ -32,6 +33,8 @@ func (r FlushReason) String() string {
 		return "delay"
 	case FlushDrain:
 		return "drain"
+	case FlushIdle:
+		return "idle"
 	}
 	return fmt.Sprintf("FlushReason(%d)", int(r))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,13 @@ var ErrClosed = errors.New("batching: batcher is closed")
 //  5. If Close's ctx ends first, Close closes abandon: loop stops delivering,
 //     releases what it holds, counts those items as Discarded and exits, so
 //     Close never leaves the goroutine behind.
+//  6. With FlushWhenIdle, consumers call Next. Next adds one to idle before it
+//     waits, and pokes loop through the one-slot channel wake; loop takes one
+//     off for every batch it delivers, so idle counts the consumers waiting
+//     with no batch on its way to them. After every event, while idle is
+//     above zero and items wait, loop flushes the fullest bucket and delivers
+//     it (FlushIdle). An idle consumer therefore never waits for MaxDelay;
+//     while every consumer is busy, items gather into fuller batches.
 type Batcher struct {
 	asm *Assembler
 	now func() time.Time
@@ -47,6 +55,10 @@ type Batcher struct {
 	closing chan struct{} // closed by Close: stop accepting, drain
 	abandon chan struct{} // closed by Close when its ctx ends: stop delivering
 	done    chan struct{} // closed by loop on exit, after out
+
+	eager bool          // Config.FlushWhenIdle
+	idle  atomic.Int64  // consumers waiting in Next with no batch on its way (event 6)
+	wake  chan struct{} // Next's poke, one slot: a pending poke covers later ones
 
 	closeOnce   sync.Once
 	abandonOnce sync.Once
@@ -66,6 +78,8 @@ func New(cfg Config) (*Batcher, error) {
 		closing: make(chan struct{}),
 		abandon: make(chan struct{}),
 		done:    make(chan struct{}),
+		eager:   cfg.FlushWhenIdle,
+		wake:    make(chan struct{}, 1),
 	}
 	go b.loop()
 	return b, nil
@@ -101,7 +115,23 @@ func (b *Batcher) Add(ctx context.Context, it Item) error {
 
 // Batches delivers completed batches; it is closed after Close has drained.
 // The consumer should Release each batch once the model has consumed it.
+// With FlushWhenIdle, consume through Next instead.
 func (b *Batcher) Batches() <-chan *Batch { return b.out }
+
+// Next waits for the next batch; false once the batcher is closed and
+// drained. With FlushWhenIdle, a waiting Next makes the batcher send its
+// fullest bucket at once rather than after MaxDelay.
+func (b *Batcher) Next() (*Batch, bool) {
+	if b.eager {
+		b.idle.Add(1)
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	bt, ok := <-b.out
+	return bt, ok
+}
 
 // Stats returns the cumulative counters; safe to call from any goroutine.
 func (b *Batcher) Stats() Stats { return b.asm.Stats() }
@@ -143,10 +173,21 @@ func (b *Batcher) loop() {
 			batches = b.asm.Expired(b.now())
 		case <-b.closing:
 			batches, draining = b.asm.Drain(), true
+		case <-b.wake:
 		}
 		if !b.deliver(batches) || draining {
 			b.asm.discard()
 			return
+		}
+		for b.eager && b.idle.Load() > 0 {
+			bt := b.asm.Fullest()
+			if bt == nil {
+				break
+			}
+			if !b.deliver([]*Batch{bt}) {
+				b.asm.discard()
+				return
+			}
 		}
 		// Since Go 1.23 Reset and Stop discard a pending fire, so a stale
 		// deadline can never flush early; re-arming only on change keeps
@@ -169,6 +210,9 @@ func (b *Batcher) deliver(batches []*Batch) bool {
 	for i, bt := range batches {
 		select {
 		case b.out <- bt:
+			if b.eager {
+				b.idle.Add(-1) // the receiver was counted by Next
+			}
 		case <-b.abandon:
 			for _, rest := range batches[i:] {
 				b.asm.stats.discarded.Add(uint64(len(rest.Items)))

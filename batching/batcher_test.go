@@ -272,3 +272,80 @@ func TestBatcherConcurrentProducers(t *testing.T) {
 			s.Flushes[FlushSize], s.Flushes[FlushBucket], s.Flushes[FlushDelay], s.Flushes[FlushDrain])
 	})
 }
+
+// With FlushWhenIdle, an idle consumer gets an item at once; items that
+// arrive while it is busy gather, and the fullest bucket goes out as soon as
+// it asks again, without waiting for MaxDelay.
+func TestBatcherFlushWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: time.Hour, MaxPaddedSteps: 1000, BucketGrowth: 1.1, FlushWhenIdle: true})
+		next := func() *Batch {
+			got := make(chan *Batch, 1)
+			go func() { bt, _ := b.Next(); got <- bt }()
+			synctest.Wait() // Next is waiting, and the batcher has seen it
+			select {
+			case bt := <-got:
+				return bt
+			default:
+				return nil
+			}
+		}
+		start := time.Now()
+		consumer := make(chan *Batch, 1)
+		go func() { bt, _ := b.Next(); consumer <- bt }()
+		synctest.Wait()
+		if err := b.Add(ctxT(t), seq(0, 4, 5)); err != nil {
+			t.Fatal(err)
+		}
+		first := <-consumer
+		if first.Reason != FlushIdle || len(first.Items) != 1 || time.Since(start) != 0 {
+			t.Fatalf("first batch %v after %v, want one item flushed at once as idle", describe([]*Batch{first}), time.Since(start))
+		}
+		first.Release()
+		// The consumer is busy now: three items of length 4 and one of
+		// length 9 (another bucket) wait.
+		for i, n := range []int{4, 9, 4, 4} {
+			if err := b.Add(ctxT(t), seq(i+1, n, 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if p := b.Stats().Pending; p != 4 {
+			t.Fatalf("%d items pending while no consumer waits, want 4", p)
+		}
+		fullest := next()
+		if fullest == nil || !slices.Equal(describe([]*Batch{fullest}), []string{"idle:[1 3 4]"}) || time.Since(start) != 0 {
+			t.Fatalf("got %v after %v, want the fullest bucket idle:[1 3 4] at once", describe([]*Batch{fullest}), time.Since(start))
+		}
+		fullest.Release()
+		if rest := next(); rest == nil || !slices.Equal(describe([]*Batch{rest}), []string{"idle:[2]"}) {
+			t.Fatalf("got %v, want the other bucket idle:[2]", describe([]*Batch{rest}))
+		} else {
+			rest.Release()
+		}
+		if s := b.Stats(); s.Flushes[FlushIdle] != 3 || s.Flushes[FlushDelay] != 0 {
+			t.Errorf("Stats = %+v, want 3 idle flushes and no delay", s)
+		}
+	})
+}
+
+// Without FlushWhenIdle, a waiting consumer does not hurry the batcher: the
+// bucket waits for MaxDelay to gather more.
+func TestBatcherWaitsForTheDelayUnlessFlushWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 20 * time.Millisecond
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: delay, MaxPaddedSteps: 1000})
+		start := time.Now()
+		got := make(chan *Batch, 1)
+		go func() { bt, _ := b.Next(); got <- bt }()
+		synctest.Wait()
+		if err := b.Add(ctxT(t), seq(0, 4, 5)); err != nil {
+			t.Fatal(err)
+		}
+		bt := <-got
+		if bt.Reason != FlushDelay || time.Since(start) != delay {
+			t.Fatalf("reason %v after %v, want a delay flush after %v", bt.Reason, time.Since(start), delay)
+		}
+		bt.Release()
+	})
+}

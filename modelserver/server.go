@@ -184,7 +184,12 @@ func (rejects) Reject(_ context.Context, w worker.Work) error {
 // Run runs the batching pipeline until ctx ends, then scores what is queued
 // and fails whatever is left, so no caller waits for a pipeline that is gone.
 func (s *Server) Run(ctx context.Context) error {
-	cfg := worker.Config{Batching: s.cfg.Batching.Config(s.numSkills), Engines: s.cfg.Sessions, Trajectory: true, Observer: s.batches}
+	// A caller waits for its answer: an idle session takes a request at
+	// once, and only while every session is busy do requests gather into
+	// fuller batches (for at most MaxDelay).
+	batches := s.cfg.Batching.Config(s.numSkills)
+	batches.FlushWhenIdle = true
+	cfg := worker.Config{Batching: batches, Engines: s.cfg.Sessions, Trajectory: true, Observer: s.batches}
 	_, err := worker.Run(ctx, cfg, source{s}, scoring.Engine(s.versions), sink{}, rejects{}, s.progress)
 	s.mu.Lock()
 	s.stopped = true

@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, 
 	//
 	// Event order: read() feeds the batcher until EOF or stop, then closes it,
 	// which flushes every bucket with reason "drain". The engines range over
-	// Batches() until it closes — after an abort they still drain it, acking
+	// the batcher (Next) until it closes — after an abort they still drain it, acking
 	// instead of scoring, so no item is left without an ack. When all engines
 	// return, scored closes and write() returns.
 	abortCtx, abort := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, 
 		engines.Add(1)
 		go func() {
 			defer engines.Done()
-			p.score(abortCtx, abort, batcher.Batches())
+			p.score(abortCtx, abort, batcher)
 		}()
 	}
 	go func() { engines.Wait(); close(p.scored) }()
@@ -287,9 +287,13 @@ func (p *pipeline) read(ctx, abortCtx context.Context, src Source, batcher *batc
 
 // score runs batches until the batcher closes. After an abort it keeps
 // draining, acking instead of scoring, so that every queued item gets its ack.
-func (p *pipeline) score(ctx context.Context, abort context.CancelCauseFunc, batches <-chan *batching.Batch) {
+func (p *pipeline) score(ctx context.Context, abort context.CancelCauseFunc, batcher *batching.Batcher) {
 	s := p.engine.NumSkills()
-	for b := range batches {
+	for {
+		b, ok := batcher.Next()
+		if !ok {
+			return
+		}
 		if ctx.Err() != nil {
 			ackAll(b, context.Cause(ctx))
 			b.Release()
