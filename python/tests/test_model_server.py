@@ -26,6 +26,9 @@ from model_server_util import (MODEL_NAME, NUM_SKILLS, ModelServer, ids_inputs, 
 ATOL = 1e-5
 TIMEOUT = 180  # seconds per Predict; the 8,214-step student on 2 shared cores
 SIGNATURE_INPUTS = {"input_x", "target_id", "max_steps", "sequence_len", "keep_prob", "batch_size"}
+# dktscore's bound on one gRPC message or REST body (its default, stated so the tests below know it);
+# TF Serving itself accepts gRPC messages up to 2 GiB.
+MAX_REQUEST_BYTES = 32 << 20
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
@@ -73,7 +76,7 @@ def base(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, base, references):
     # references first: Python TF and the server would otherwise share the two cores.
-    s = ModelServer(tmp_path_factory.mktemp("model-server"), base)
+    s = ModelServer(tmp_path_factory.mktemp("model-server"), base, f"--max-request-bytes={MAX_REQUEST_BYTES}")
     try:
         s.wait_ready()
         yield s
@@ -386,6 +389,19 @@ def test_oversized_rest_body_refused(server, students, references):
     assert isinstance(answer, dict) and answer.get("error"), str(answer)[:300]
     good = server.stub.Predict(predict_request(origin_inputs([students[0]], padded_steps(0, students[0]))), timeout=60)
     assert_close(pred_all(good)[0], references[0], "good request after an oversized body")
+
+
+
+def test_grpc_message_over_the_receive_limit_refused(server, students, references):
+    steps = MAX_REQUEST_BYTES // (2 * NUM_SKILLS * 4) + 1000  # input_x alone is over the limit
+    inputs = origin_inputs([students[0]], steps)
+    request = predict_request(inputs)
+    assert request.ByteSize() > MAX_REQUEST_BYTES
+    with pytest.raises(grpc.RpcError) as error:
+        server.stub.Predict(request, timeout=60)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.value.code(), error.value.details())
+    good = server.stub.Predict(predict_request(origin_inputs([students[0]], padded_steps(0, students[0]))), timeout=60)
+    assert_close(pred_all(good)[0], references[0], "good request after an oversized message")
 
 
 # d. A new version picked up while clients keep sending, no request failing.
