@@ -404,6 +404,55 @@ def test_grpc_message_over_the_receive_limit_refused(server, students, reference
     assert_close(pred_all(good)[0], references[0], "good request after an oversized message")
 
 
+
+def test_batching_disabled_still_answers_as_python_tf(tmp_path, base, students, references):
+    """--enable_batching=false: every sequence scored alone, same answers."""
+    server = ModelServer(tmp_path, base, "--enable_batching=false", batching=False)
+    picks = list(range(0, len(students), 20))
+    try:
+        server.wait_ready()
+
+        def send(i):
+            request = predict_request(origin_inputs([students[i]], padded_steps(i, students[i])))
+            assert_close(pred_all(server.stub.Predict.future(request, TIMEOUT).result())[0], references[i], f"student {i}")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, picks))
+    finally:
+        code = server.stop()
+    assert code == 0, server.read_log()
+
+
+def test_full_batch_queue_answers_unavailable_as_tf_serving(tmp_path, students, references):
+    """TF Serving's batch scheduler refuses a task when max_enqueued_batches are waiting with
+    UNAVAILABLE ("The batch scheduling queue to which this task was submitted is full"), the code
+    gRPC clients retry; the other requests are answered correctly."""
+    base = tmp_path / "dkt"
+    base.mkdir()
+    shutil.copytree(ROOT / "models" / "dkt" / "1", base / "1")
+    params = tmp_path / "tiny-queue.txt"
+    params.write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+                      "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
+    server = ModelServer(tmp_path, base, "--enable_batching=true", f"--batching_parameters_file={params}", batching=False)
+    i = max(range(len(students)), key=lambda k: len(students[k].skills) if len(students[k].skills) < 1500 else 0)
+    request = predict_request(origin_inputs([students[i]], padded_steps(i, students[i])))
+    try:
+        server.wait_ready()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(lambda: server.stub.Predict.future(request, TIMEOUT).result()) for _ in range(16)]
+            answered, refused = 0, []
+            for future in futures:
+                try:
+                    assert_close(pred_all(future.result())[0], references[i], f"student {i}")
+                    answered += 1
+                except grpc.RpcError as e:
+                    refused.append((e.code(), e.details()))
+    finally:
+        code = server.stop()
+    assert answered >= 1 and refused, (answered, refused)
+    assert {c for c, _ in refused} == {grpc.StatusCode.UNAVAILABLE}, refused[:3]
+    assert code == 0, server.read_log()
+
+
 # d. A new version picked up while clients keep sending, no request failing.
 
 def test_new_version_hot_reloaded_under_load(tmp_path, students, references):
