@@ -324,12 +324,6 @@ def two_ones_in_a_step(inputs):
     return x
 
 
-def one_step_past_length_is_not_zero(inputs):
-    x = inputs["input_x"].copy()
-    x[0, -1, 5] = 1.0
-    return x
-
-
 HOSTILE = [
     # id, request spec change, inputs change, code, text the message must carry
     ("unknown-model", dict(model="nosuchmodel"), None, grpc.StatusCode.NOT_FOUND, "nosuchmodel"),
@@ -361,8 +355,6 @@ HOSTILE = [
     ("missing-target_id", {}, without("target_id"), grpc.StatusCode.INVALID_ARGUMENT, "target_id"),
     ("unknown-input", {}, with_input("bogus_input", np.int32(1)), grpc.StatusCode.INVALID_ARGUMENT, "bogus_input"),
     ("not-one-hot", {}, with_input("input_x", two_ones_in_a_step), grpc.StatusCode.INVALID_ARGUMENT, "input_x"),
-    ("padding-not-zero", {}, with_input("input_x", one_step_past_length_is_not_zero),
-     grpc.StatusCode.INVALID_ARGUMENT, "input_x"),
 ]
 
 
