@@ -134,6 +134,30 @@ class ModelServer:
         except ValueError:
             return status, raw.decode(errors="replace")
 
+    def post_streaming(self, path, body, chunk=1 << 20, timeout=60):
+        """POSTs body in chunks and stops sending once the server answers, as a careful HTTP
+        client does with a body the server refuses early: (HTTP status, parsed JSON body, bytes sent)."""
+        import http.client
+        import select
+        with socket.create_connection(("127.0.0.1", self.rest_port), timeout=timeout) as conn:
+            conn.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+            sent = 0
+            while sent < len(body):
+                if select.select([conn], [], [], 0)[0]:
+                    break  # the answer is here: send no more
+                try:
+                    sent += conn.send(body[sent:sent + chunk])
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            response = http.client.HTTPResponse(conn)
+            response.begin()
+            raw = response.read()
+        try:
+            return response.status, json.loads(raw), sent
+        except ValueError:
+            return response.status, raw.decode(errors="replace"), sent
+
     def status(self):
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = MODEL_NAME
