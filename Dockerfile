@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# dktscore for hosts without a GPU: `dktscore serve` on the tensorflow-cpu wheel,
-# the same library `make setup` links.
+# dktscore for hosts without a GPU, on the tensorflow-cpu wheel, the same
+# library `make setup` links.
 #
 #   docker build -t dktscore:cpu .
 #   docker run -v "$PWD/models:/models:ro" -e DKTSCORE_KAFKA_BROKERS=kafka:9092 dktscore:cpu
+#   docker run -p 8500:8500 -p 8501:8501 -v "$PWD/models:/models:ro" dktscore:cpu \
+#     model-server --port=8500 --rest_api_port=8501 --model_name=builder --model_base_path=/models/dkt
 ARG GO_VERSION=1.26.8
 ARG TF_VERSION=2.18.1
 
@@ -43,8 +45,16 @@ ENV DKTSCORE_MODEL=/models/dkt \
     DKTSCORE_HTTP_ADDR=:8080 \
     DKTSCORE_GPUS=none \
     TF_CPP_MIN_LOG_LEVEL=1
-EXPOSE 8080
+# 8080: the ops port (/healthz, /readyz, /metrics; DKTSCORE_HTTP_ADDR) of every
+# subcommand. 8500 and 8501: `model-server`'s gRPC and REST APIs, TF Serving's ports.
+EXPOSE 8080 8500 8501
 USER 10001:10001
+# The ops port's /healthz. model-server also answers the gRPC health service
+# (grpc.health.v1) on --port and GET /v1/models/NAME on --rest_api_port.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]
-ENTRYPOINT ["/usr/local/bin/dktscore", "serve"]
+# The subcommand is the CMD, so `docker run IMAGE` runs `serve` and
+# `docker run IMAGE model-server --port=8500 --rest_api_port=8501 ...` runs the
+# TF Serving replacement. Exec form: SIGTERM reaches dktscore, not a shell.
+ENTRYPOINT ["/usr/local/bin/dktscore"]
+CMD ["serve"]

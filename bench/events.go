@@ -10,20 +10,21 @@ import (
 	"time"
 
 	"github.com/dktscore/dktscore/config"
+	"github.com/dktscore/dktscore/events"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/scoring"
 )
 
-// Row g of `dktscore bench`: the input replayed as events, one
-// interaction at a time, scored two ways:
+// `dktscore bench --rows g`: the input replayed as events, one interaction
+// at a time, scored two ways:
 //
 //	carried  event mode: each student's LSTM state is kept between events, so
 //	         an event costs one LSTM step. Events arrive in polls; a poll's
-//	         events are applied in rounds of one model.Step run each (one row
-//	         per student per round, a student's events in order), as the event
-//	         pipeline does.
+//	         events are applied by events.Stepper, the stepping the event
+//	         pipeline runs (rounds of one model.Step run each, one row per
+//	         student per round, a student's events in order).
 //	rescore  what event mode replaces: every event re-scores the student's whole
 //	         history up to it with model.Predict (length-bucketed batches with
 //	         score's policy). It costs O(history) per event, so it is measured
@@ -35,21 +36,21 @@ import (
 // live stream does. Both ways use every session: the replay is split into
 // --sessions partitions by student (student i → partition i mod sessions),
 // each applied by its own goroutine; rescore spreads its batches over the
-// sessions as row a does. Timed: the model runs and the state gathering and
+// sessions as `bench --rows a` does. Timed: the model runs and the state gathering and
 // scattering around them; not timed: building the replay and the batches.
 
-// EventFlags are row g's own flags.
+// EventFlags are the event benchmark's own flags.
 type EventFlags struct {
 	poll         int
 	rescoreEvery int
 }
 
-// Declare declares row g's flags, bound to e.
+// Declare declares the event benchmark's flags, bound to e.
 func (e *EventFlags) Declare(set *config.Set) {
 	config.Int(set, &e.poll, config.Spec{Flag: "event-poll", Default: "500",
-		Help: "row g (--rows g): events per poll of one partition (serve's DKTSCORE_MAX_POLL_RECORDS default)"}).Check(config.AtLeast(1))
+		Help: "--rows g: events per poll of one partition (serve's DKTSCORE_MAX_POLL_RECORDS default)"}).Check(config.AtLeast(1))
 	config.Int(set, &e.rescoreEvery, config.Spec{Flag: "rescore-every", Default: "200",
-		Help: "row g: re-score the history of every Nth event of the replay (a sample: re-scoring every event is O(history²))"}).Check(config.AtLeast(1))
+		Help: "--rows g: re-score the history of every Nth event of the replay (a sample: re-scoring every event is O(history²))"}).Check(config.AtLeast(1))
 }
 
 type eventBenchRow struct {
@@ -125,7 +126,10 @@ func benchEvents(f scoring.Options, e *EventFlags, m *model.Model, seqs []record
 		Sessions: f.Sessions, Threads: gpu.ThreadsPerSession(f.Threads, f.Sessions), Signature: m.Signature}
 
 	// (i) carried state.
-	carried := newCarriedReplay(m, seqs, replay, f.Sessions, e.poll)
+	carried, err := newCarriedReplay(m, seqs, replay, f.Sessions, e.poll)
+	if err != nil {
+		return err
+	}
 	for pass := range warmup + runs {
 		secs, err := carried.run()
 		if err != nil {
@@ -206,35 +210,42 @@ func benchEvents(f scoring.Options, e *EventFlags, m *model.Model, seqs []record
 }
 
 // carriedReplay applies a replay with carried state, one partition per
-// session. Everything it needs is allocated once; a pass only runs the model
-// and moves states.
+// session, each with its own events.Stepper: the stepping event mode runs.
+// Everything it needs is allocated once; a pass only runs the model and
+// moves states.
 type carriedReplay struct {
-	m          *model.Model
 	seqs       []records.Sequence
 	partitions []*replayPartition
 }
 
 type replayPartition struct {
-	events []replayEvent
-	poll   int
-	states []float32 // [students, StateSize]: every student's carried state
-	runs   int
+	events  []replayEvent
+	poll    int
+	stepper *events.Stepper
+	states  []float32 // [students, StateSize]: every student's carried state
+	runs    int
 
-	// per-poll scratch
-	pending [][]int32 // student → indexes into the poll of their events, in order
-	order   []int32   // students in order of first appearance in the poll
-	skill   []int32
-	correct []int32
-	state   []float32
-	mastery []float32
+	// students[s] is student s's events of the current poll; its State is
+	// the student's row of states. order lists the poll's students in order
+	// of first appearance, as the pipeline admits them.
+	students []events.Student
+	order    []*events.Student
 }
 
-func newCarriedReplay(m *model.Model, seqs []records.Sequence, replay []replayEvent, partitions, poll int) *carriedReplay {
-	c := &carriedReplay{m: m, seqs: seqs}
+func newCarriedReplay(m *model.Model, seqs []records.Sequence, replay []replayEvent, partitions, poll int) (*carriedReplay, error) {
+	c := &carriedReplay{seqs: seqs}
 	size := m.StateSize()
 	for p := range partitions {
-		rp := &replayPartition{poll: poll, states: make([]float32, len(seqs)*size), pending: make([][]int32, len(seqs)),
-			skill: make([]int32, poll), correct: make([]int32, poll), state: make([]float32, poll*size), mastery: make([]float32, poll*m.NumSkills)}
+		// One session per partition, as the pipeline of one partition's
+		// worker would have.
+		stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{Engines: 1})
+		if err != nil {
+			return nil, err
+		}
+		rp := &replayPartition{poll: poll, stepper: stepper, states: make([]float32, len(seqs)*size), students: make([]events.Student, len(seqs))}
+		for i, s := range seqs {
+			rp.students[i] = events.Student{ID: s.StudentID, State: rp.states[i*size : (i+1)*size]}
+		}
 		for _, ev := range replay {
 			if int(ev.student)%partitions == p {
 				rp.events = append(rp.events, ev)
@@ -242,7 +253,7 @@ func newCarriedReplay(m *model.Model, seqs []records.Sequence, replay []replayEv
 		}
 		c.partitions = append(c.partitions, rp)
 	}
-	return c
+	return c, nil
 }
 
 func (c *carriedReplay) stepRuns() int {
@@ -263,64 +274,41 @@ func (c *carriedReplay) run() (float64, error) {
 	errs := make([]error, len(c.partitions))
 	start := time.Now()
 	for i, p := range c.partitions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.apply(c.m, c.seqs)
-		}()
+		wg.Go(func() { errs[i] = p.apply(c.seqs) })
 	}
 	wg.Wait()
 	return time.Since(start).Seconds(), errors.Join(errs...)
 }
 
-// apply runs the partition's events poll by poll; within a poll, round r
-// steps the r-th event of every student that has one.
-func (p *replayPartition) apply(m *model.Model, seqs []records.Sequence) error {
+// apply runs the partition's events poll by poll. The replay takes each
+// history in order, so a student's events in one poll are consecutive
+// interactions: a slice of its history, grown by one per event.
+func (p *replayPartition) apply(seqs []records.Sequence) error {
 	ctx := context.Background()
-	size, skills := m.StateSize(), m.NumSkills
 	for start := 0; start < len(p.events); start += p.poll {
 		poll := p.events[start:min(start+p.poll, len(p.events))]
 		p.order = p.order[:0]
-		rounds := 0
-		for i, ev := range poll {
-			if len(p.pending[ev.student]) == 0 {
-				p.order = append(p.order, ev.student)
+		for _, ev := range poll {
+			st, seq := &p.students[ev.student], seqs[ev.student]
+			if len(st.Skills) == 0 {
+				p.order = append(p.order, st)
+				st.Skills, st.Correct = seq.Skills[ev.index:ev.index], seq.Correct[ev.index:ev.index]
 			}
-			p.pending[ev.student] = append(p.pending[ev.student], int32(i))
-			rounds = max(rounds, len(p.pending[ev.student]))
+			st.Skills, st.Correct = st.Skills[:len(st.Skills)+1], st.Correct[:len(st.Correct)+1]
 		}
-		for r := range rounds {
-			rows := 0
-			for _, s := range p.order {
-				if len(p.pending[s]) <= r {
-					continue
-				}
-				ev := poll[p.pending[s][r]]
-				p.skill[rows], p.correct[rows] = seqs[s].Skills[ev.index], int32(seqs[s].Correct[ev.index])
-				copy(p.state[rows*size:(rows+1)*size], p.states[int(s)*size:])
-				rows++
-			}
-			if err := m.Step(ctx, model.StepInputs{SkillID: p.skill[:rows], Correct: p.correct[:rows], State: p.state[:rows*size]},
-				model.StepOutputs{State: p.state[:rows*size], Mastery: p.mastery[:rows*skills]}); err != nil {
-				return err
-			}
-			p.runs++
-			rows = 0
-			for _, s := range p.order {
-				if len(p.pending[s]) > r {
-					copy(p.states[int(s)*size:(int(s)+1)*size], p.state[rows*size:(rows+1)*size])
-					rows++
-				}
-			}
+		stats, err := p.stepper.Apply(ctx, p.order)
+		p.runs += stats.Runs
+		if err != nil {
+			return err
 		}
-		for _, s := range p.order {
-			p.pending[s] = p.pending[s][:0]
+		for _, st := range p.order {
+			st.Skills, st.Correct = nil, nil
 		}
 	}
 	return nil
 }
 
-// Events measures row g in its own model and input load.
+// benchEventsCmd runs the event benchmark on a model and input of its own.
 func Events(f scoring.Options, e *EventFlags, runs, warmup int, asJSON bool, stdout io.Writer) error {
 	m, err := scoring.LoadModel(f)
 	if err != nil {

@@ -1,4 +1,4 @@
-"""Row g of `make bench` (issue 8): event mode's carried LSTM state against re-scoring the whole
+"""Row g of `make bench`: event mode's carried LSTM state against re-scoring the whole
 history on every event, on the ASSISTments test split replayed as events.
 
 `dktscore bench --rows g` measures both in one process (see cmd/dktscore/bench_events.go):
@@ -31,7 +31,7 @@ def section(g, provenance="same run as the table above"):
     full_s = g["events"] / r["events_per_s"]
     return "\n".join([
         "",
-        "## Event mode (issue 8): carried state vs re-scoring the history per event",
+        "## Event mode: carried state vs re-scoring the history per event",
         "",
         f"Row g, `dktscore bench --rows g`, {provenance}: the test split ({g['students']} students, {g['events']:,} "
         f"interactions) replayed as events, {g['replay']}; polls of {g['poll']} events per partition, "

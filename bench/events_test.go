@@ -4,11 +4,18 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strconv"
 	"testing"
 
+	"github.com/dktscore/dktscore/events"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/scoring"
+)
+
+const (
+	testModel = "../models/dkt"
+	testSplit = "../data/assistments/builder_test.csv"
 )
 
 func TestRoundRobinReplayInterleavesStudentsInFileOrder(t *testing.T) {
@@ -19,11 +26,6 @@ func TestRoundRobinReplayInterleavesStudentsInFileOrder(t *testing.T) {
 		t.Fatalf("replay %v, want %v", got, want)
 	}
 }
-
-const (
-	testModel = "../models/dkt"
-	testSplit = "../data/assistments/builder_test.csv"
-)
 
 // Row g's carried-state replay does the real work: after it, every student's
 // state is the state after their whole history, as emit-state computes it.
@@ -43,25 +45,34 @@ func TestCarriedReplayAppliesEveryEventOnceInOrder(t *testing.T) {
 	longest := slices.MaxFunc(all, func(a, b records.Sequence) int { return a.Len() - b.Len() })
 	seqs = append(seqs, longest) // 8,214 interactions: alone at the end of the replay
 
-	replay := newCarriedReplay(m, seqs, roundRobinReplay(seqs), 2, 37)
+	replay, err := newCarriedReplay(m, seqs, roundRobinReplay(seqs), 2, 37)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := replay.run(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := replay.run(); err != nil { // a second pass starts from zero states again
 		t.Fatal(err)
 	}
+	// The whole histories stepped as emit-state steps them: a full batch of
+	// students, refilled as they finish.
+	stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{MaxRows: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	next := 0
 	want := make([][]float32, len(seqs))
-	_, err = scoring.StepHistories(context.Background(), m, 64, func() (records.Sequence, bool, error) {
+	_, err = stepper.Stream(context.Background(), func() (*events.Student, error) {
 		if next == len(seqs) {
-			return records.Sequence{}, false, nil
+			return nil, nil
 		}
 		s := seqs[next]
-		s.StudentID = string(rune(next)) // index, to find the row again
 		next++
-		return s, true, nil
-	}, func(s records.Sequence, state []float32) error {
-		want[[]rune(s.StudentID)[0]] = state
+		return &events.Student{ID: strconv.Itoa(next - 1), State: make([]float32, m.StateSize()), Skills: s.Skills, Correct: s.Correct}, nil
+	}, func(s *events.Student) error {
+		i, _ := strconv.Atoi(s.ID)
+		want[i] = s.State
 		return nil
 	})
 	if err != nil {

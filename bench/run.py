@@ -1,4 +1,4 @@
-"""The side-by-side benchmark of issue 6 (`make bench`): every row in ONE run on this machine,
+"""The side-by-side benchmark (`make bench`): every row in ONE run on this machine,
 on the ASSISTments test split with the bundled model, medians of --runs runs each.
 
     scripts/kafka-local start            # row c needs the local broker
@@ -17,7 +17,7 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
   e  Python TF, length-sorted batches of --batch-size (same padded-steps budget as score), on
      `predict_ids` when the model has it (as dktscore runs it)
   f  `dktscore bench --rows f`: naive batching, --batch-size in file order padded to the longest
-  g  `dktscore bench --rows g` (issue 8): the split replayed as events, carried LSTM state (one step
+  g  `dktscore bench --rows g`: the split replayed as events, carried LSTM state (one step
      per event) vs re-scoring the history per event (sampled); own section, see bench/events_row.py
 
 Throughput of a, d, e, f counts the timed loop only (model loaded, input decoded; d and e include
@@ -43,7 +43,7 @@ import time
 import urllib.request
 import uuid
 
-import events_row  # row g (issue 8), bench/events_row.py
+import events_row  # row g, bench/events_row.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
@@ -356,7 +356,7 @@ def write_report(args, rows, mach, command, started):
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {started} by `bench/run.py` (issue 6, deliverable 1). Every row comes from the same run on the same",
+        f"Measured {started} by `bench/run.py`. Every row comes from the same run on the same",
         f"machine; medians of {args.runs} runs each. Input: `{INPUT.relative_to(ROOT)}` "
         f"({rows[0]['sequences']} students, {rows[0]['interactions']:,} interactions); model `{MODEL.relative_to(ROOT)}`.",
         "",
@@ -379,7 +379,7 @@ def write_report(args, rows, mach, command, started):
                       f"**p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms**."]
     lines += ["", "## Ratios (interactions/s, same run)", ""]
     lines += [f"- {line}" for line in ratio_lines(by)]
-    lines += ["", f"Goals (issue 6): {GOALS}.", "",
+    lines += ["", f"Goals: {GOALS}.", "",
               "## How each row is timed", "", "```", textwrap.dedent(__doc__.split("\n\n", 1)[1]).strip("\n").rstrip(), "```", ""]
     lines += tuning_section(ROOT / "BENCHMARKS.md")
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))

@@ -1,5 +1,5 @@
 """Sweeps session threads and batch policy on the engine ceiling (row a of bench/run.py) or on
-`dktscore score` end to end (row b), to choose the defaults by measurement (issue 6, deliverable 3).
+`dktscore score` end to end (row b), to choose the defaults by measurement.
 
     .venv/bin/python bench/sweep.py threads                  # sessions × intra-op × inter-op threads
     .venv/bin/python bench/sweep.py policy --sessions 2 ...  # batch size × padded-steps budget × bucket growth

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -170,4 +171,24 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// SignatureDefs returns the signatures of the meta graph tagged tag in the
+// SavedModel at dir (a version directory), as saved_model.pb holds them: what
+// TF Serving's GetModelMetadata answers.
+func SignatureDefs(dir, tag string) (map[string]*corepb.SignatureDef, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "saved_model.pb"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", dir, ErrNotSavedModel, err)
+	}
+	var sm corepb.SavedModel
+	if err := proto.Unmarshal(raw, &sm); err != nil {
+		return nil, fmt.Errorf("%s/saved_model.pb: %w: cannot decode it (%v)", dir, ErrNotSavedModel, err)
+	}
+	for _, mg := range sm.GetMetaGraphs() {
+		if slices.Contains(mg.GetMetaInfoDef().GetTags(), tag) {
+			return mg.GetSignatureDef(), nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no meta graph is tagged %q", dir, tag)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dktscore/dktscore/events"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
@@ -47,11 +48,16 @@ type emitSummary struct {
 }
 
 // emitStates reads o.Input again and steps every valid student's history
-// through model.Step, batched across students, then writes each final state
-// to o.EmitState. Records the scoring pass rejected are rejected again and
-// skipped here (the rejects file already lists them, with the reason).
+// through model.Step, batched across students (events.Stepper), then writes
+// each final state to o.EmitState. Records the scoring pass rejected are
+// rejected again and skipped here (the rejects file already lists them, with
+// the reason).
 func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer) error {
 	start := time.Now()
+	stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{MaxRows: emitStateRows})
+	if err != nil {
+		return err
+	}
 	input, err := OpenInput(o.Input, o.InputFormat, m.NumSkills)
 	if err != nil {
 		return err
@@ -67,28 +73,35 @@ func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer
 		return err
 	}
 	sum := emitSummary{}
-	next := func() (records.Sequence, bool, error) {
+	next := func() (*events.Student, error) {
 		for {
 			s, err := input.Next()
 			var reject *records.RejectError
 			switch {
 			case errors.Is(err, io.EOF):
-				return s, false, nil
+				return nil, nil
 			case errors.As(err, &reject):
 				sum.skipped++
 				continue
 			case err != nil:
-				return s, false, err
+				return nil, err
 			}
-			return s, true, nil
+			return &events.Student{ID: s.StudentID, State: make([]float32, m.StateSize()), Skills: s.Skills, Correct: s.Correct}, nil
 		}
 	}
-	done := func(s records.Sequence, state []float32) error {
+	done := func(s *events.Student) error {
 		sum.students++
-		sum.events += s.Len()
-		return out.Write(columnar.StateRow{StudentID: s.StudentID, ModelVersion: version, Events: int64(s.Len()), State: state})
+		sum.events += len(s.Skills)
+		return out.Write(columnar.StateRow{StudentID: s.ID, ModelVersion: version, Events: int64(len(s.Skills)), State: s.State})
 	}
-	sum.runs, err = StepHistories(ctx, m, emitStateRows, next, done)
+	// The stepper holds emitStateRows students at a time, whatever the
+	// input's size: memory stays bounded.
+	stats, err := stepper.Stream(ctx, next, done)
+	sum.runs = stats.Runs
+	var nonFinite *events.NonFiniteError
+	if errors.As(err, &nonFinite) {
+		err = fmt.Errorf("student %q, interaction %d of %d: %w; check the model's weights", nonFinite.Student.ID, nonFinite.Interaction+1, len(nonFinite.Student.Skills), err)
+	}
 	if err == nil {
 		err = out.Close()
 	}
@@ -100,64 +113,4 @@ func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer
 	fmt.Fprintf(stdout, "states=%d events=%d skipped_rejects=%d step_runs=%d wall=%.2fs state_size=%d model=%s emit_state=%s\n",
 		sum.students, sum.events, sum.skipped, sum.runs, sum.wall.Seconds(), m.StateSize(), version, o.EmitState)
 	return nil
-}
-
-// StepHistories steps whole histories through model.Step, up to maxRows
-// students per run: each run applies the next interaction of every student in
-// the batch; a student whose history is done leaves with its final state
-// (done gets a slice it may keep) and the next student from next takes its
-// row. The batch stays full until the input runs dry, and memory holds
-// maxRows students, whatever the input's size. It returns the number of runs.
-func StepHistories(ctx context.Context, m *model.Model, maxRows int,
-	next func() (records.Sequence, bool, error), done func(records.Sequence, []float32) error) (int, error) {
-	size, skills := m.StateSize(), m.NumSkills
-	students := make([]records.Sequence, 0, maxRows) // row → student
-	applied := make([]int, 0, maxRows)               // row → interactions applied so far
-	skill, correct := make([]int32, maxRows), make([]int32, maxRows)
-	state, mastery := make([]float32, maxRows*size), make([]float32, maxRows*skills)
-	more, runs := true, 0
-	for {
-		for more && len(students) < maxRows {
-			s, ok, err := next()
-			if err != nil {
-				return runs, err
-			}
-			if more = ok; ok {
-				row := len(students)
-				students, applied = append(students, s), append(applied, 0)
-				clear(state[row*size : (row+1)*size]) // zero state: no history
-			}
-		}
-		rows := len(students)
-		if rows == 0 {
-			return runs, nil
-		}
-		for row, s := range students {
-			skill[row], correct[row] = s.Skills[applied[row]], int32(s.Correct[applied[row]])
-		}
-		if err := m.Step(ctx, model.StepInputs{SkillID: skill[:rows], Correct: correct[:rows], State: state[:rows*size]},
-			model.StepOutputs{State: state[:rows*size], Mastery: mastery[:rows*skills]}); err != nil {
-			return runs, err
-		}
-		runs++
-		// Finished students leave; the last row moves into the gap with its
-		// state and is counted at the gap's index (it lies beyond row, so it has
-		// not been counted yet).
-		for row := 0; row < len(students); {
-			applied[row]++
-			if applied[row] < students[row].Len() {
-				row++
-				continue
-			}
-			if err := done(students[row], append([]float32(nil), state[row*size:(row+1)*size]...)); err != nil {
-				return runs, err
-			}
-			last := len(students) - 1
-			if row != last {
-				students[row], applied[row] = students[last], applied[last]
-				copy(state[row*size:(row+1)*size], state[last*size:(last+1)*size])
-			}
-			students, applied = students[:last], applied[:last]
-		}
-	}
 }

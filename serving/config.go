@@ -3,14 +3,12 @@ package serving
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/dktscore/dktscore/config"
-	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/kafka"
 )
 
@@ -36,12 +34,6 @@ const (
 	Events Mode = "events"
 )
 
-// Log formats.
-const (
-	LogText = "text"
-	LogJSON = "json"
-)
-
 // Config is serve's configuration: DKTSCORE_* variables, each overridden by
 // its flag (Settings declares them).
 type Config struct {
@@ -63,13 +55,8 @@ type Config struct {
 	config.Batching
 	MaxSteps int
 
-	HTTPAddr        string
-	GPUs            string
-	GPUMemFraction  float64
-	GPUAllowGrowth  bool
-	ShutdownTimeout time.Duration
-	LogFormat       string
-	LogLevel        string
+	config.Process
+	config.GPU
 
 	Mode             Mode
 	ChangelogTopic   string
@@ -123,27 +110,8 @@ func Settings(c *Config) *config.Set {
 	config.DeclareBatching(set, &c.Batching, 50*time.Millisecond)
 	num(set, &c.MaxSteps, config.Spec{Env: "MAX_STEPS", Flag: "max-steps", Default: "0",
 		Help: "score only the last N interactions of longer histories; 0 = whole history"}).Check(config.NotNegative[int])
-	str(set, &c.HTTPAddr, config.Spec{Env: "HTTP_ADDR", Flag: "http-addr", Default: ":8080",
-		Help: "listen address for /healthz, /readyz and /metrics"}).Check(hostPort)
-	str(set, &c.GPUs, config.Spec{Env: "GPUS", Flag: "gpus", Default: "all",
-		Help: "all, none, or GPU indices like 0,2: one worker process per selected GPU"}).
-		Check(func(s string) error { _, err := gpu.ParseSelection(s); return err })
-	config.Float(set, &c.GPUMemFraction, config.Spec{Env: "GPU_MEMORY_FRACTION", Flag: "gpu-memory-fraction", Default: "0",
-		Help: "per-process GPU memory fraction in (0, 1]; 0 = TensorFlow's default"}).
-		Check(func(f float64) error {
-			if !(f >= 0 && f <= 1) {
-				return errors.New("is outside (0, 1]; 0 keeps TensorFlow's default")
-			}
-			return nil
-		})
-	config.Bool(set, &c.GPUAllowGrowth, config.Spec{Env: "GPU_ALLOW_GROWTH", Flag: "gpu-allow-growth",
-		Help: "allocate GPU memory on demand instead of up front"})
-	dur(set, &c.ShutdownTimeout, config.Spec{Env: "SHUTDOWN_TIMEOUT", Flag: "shutdown-timeout", Default: "30s",
-		Help: "bound on draining in-flight batches after SIGTERM"}).Check(config.Positive[time.Duration])
-	config.OneOf(set, &c.LogFormat, []string{LogText, LogJSON}, config.Spec{Env: "LOG_FORMAT", Default: LogText,
-		Help: "log format on stderr: text (key=value) or json (one object per line)"})
-	config.OneOf(set, &c.LogLevel, []string{"debug", "info", "warn", "error"}, config.Spec{Env: "LOG_LEVEL", Default: "info",
-		Help: "least severe log level written: debug, info, warn or error"})
+	config.DeclareGPU(set, &c.GPU, "all, none, or GPU indices like 0,2: one worker process per selected GPU")
+	config.DeclareProcess(set, &c.Process, "bound on draining in-flight batches after SIGTERM")
 	config.OneOf(set, &c.Mode, []Mode{Sequences, Events}, config.Spec{Env: "MODE", Flag: "mode", Default: string(Sequences),
 		Help: "sequences (a message is a whole history) or events (a message is one interaction; per-student state is carried)"})
 	str(set, &c.ChangelogTopic, config.Spec{Env: "KAFKA_CHANGELOG_TOPIC", Flag: "changelog-topic", Default: kafka.DefaultChangelogTopic,
@@ -175,13 +143,6 @@ func versionNumber(v string) error {
 	}
 	if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
 		return errors.New("is not a version number; name a version directory of DKTSCORE_MODEL (a non-negative integer, e.g. 1) or leave it unset to serve the highest")
-	}
-	return nil
-}
-
-func hostPort(addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return errors.New("is not host:port; e.g. :8080")
 	}
 	return nil
 }

@@ -2,19 +2,18 @@ package serving
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/dktscore/dktscore/events"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/state"
-	"github.com/dktscore/dktscore/worker"
 )
 
 // serveEvents runs event mode: one interaction per input message, each
@@ -44,7 +43,7 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer changelog.Close()
+	defer changelog.Close(context.WithoutCancel(ctx))
 	store, err := state.NewStore(state.StoreConfig{MaxStudents: cfg.StateMaxStudents, Idle: cfg.StateIdle, Fetch: changelog})
 	if err != nil {
 		return err
@@ -53,21 +52,21 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer producer.Close()
+	defer producer.Close(context.WithoutCancel(ctx))
 
 	// The pipeline exists before the consumer, whose rebalance callbacks
 	// call it; the Kafka side is filled in below.
-	alo := &consumerEventLog{producer: producer, maxPoll: cfg.MaxPollRecords}
-	eos := &transactionEventLog{}
-	var events worker.EventLog = alo
+	alo := &events.ConsumerLog{Producer: producer, MaxPoll: cfg.MaxPollRecords}
+	eos := &events.TransactionLog{}
+	var eventLog events.Log = alo
 	if cfg.Delivery == ExactlyOnce {
-		events = eos
+		eventLog = eos
 	}
-	var progress worker.EventProgress
-	pipeline, err := worker.NewEventPipeline(worker.EventConfig{
+	var progress events.Progress
+	pipeline, err := events.NewPipeline(events.Config{
 		ModelVersion: modelVersion, Model: m.Name, OutputTopic: cfg.OutputTopic, DeadLetterTopic: cfg.DeadLetterTopic,
-		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Engines: cfg.Sessions, Log: log,
-	}, stepEngine{m}, store, events, &progress)
+		ChangelogTopic: cfg.ChangelogTopic, MaxMessageBytes: cfg.MaxMessageBytes, Engines: cfg.Sessions, Logger: log,
+	}, events.ModelEngine(m), store, eventLog, &progress)
 	if err != nil {
 		return err
 	}
@@ -98,24 +97,24 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	}
 
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p := process{httpAddr: cfg.HTTPAddr, shutdownTimeout: cfg.ShutdownTimeout, pipeline: pipeline.Run,
-		background: []func(context.Context){func(ctx context.Context) { evictIdle(ctx, store, cfg.StateIdle) }},
-		overdue:    "finishing the current poll took longer than %v; its events will be redelivered after a restart"}
+	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pipeline.Run,
+		Background: []func(context.Context){func(ctx context.Context) { events.EvictIdle(ctx, store, cfg.StateIdle) }},
+		Overdue:    "finishing the current poll took longer than %v; its events will be redelivered after a restart"}
 	var ping func(context.Context) error
 	var lag func(context.Context) (int64, error)
 	if cfg.Delivery == ExactlyOnce {
-		if eos.t, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()}); err != nil {
+		if eos.Transactor, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()}); err != nil {
 			return err
 		}
-		ping, p.closers = producer.Ping, []func(context.Context) error{eos.t.Close}
+		ping, p.Closers = producer.Ping, []func(context.Context) error{eos.Transactor.Close}
 	} else {
-		if alo.consumer, err = kafka.NewConsumer(consumerCfg); err != nil {
+		if alo.Consumer, err = kafka.NewConsumer(consumerCfg); err != nil {
 			return err
 		}
-		ping, lag, p.closers = alo.consumer.Ping, alo.consumer.Lag, []func(context.Context) error{alo.consumer.Close}
+		ping, lag, p.Closers = alo.Consumer.Ping, alo.Consumer.Lag, []func(context.Context) error{alo.Consumer.Close}
 	}
-	p.handler = opsHandler(registry, ping)
-	registerEventMetrics(registry, &progress, store, lag)
+	p.Handler = lifecycle.OpsHandler(registry, brokerReady(ping))
+	events.RegisterMetrics(registry, &progress, store, lag)
 
 	log.Info("serving events", "model", modelVersion, "num_skills", m.NumSkills, "state_size", m.StateSize(),
 		"placement", placement.Name(), "delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,
@@ -124,134 +123,9 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 
 	// Stopping: ctx ends on SIGTERM; the pipeline finishes the poll it is
 	// applying (written and committed, or aborted) and returns.
-	err = run(ctx, p)
+	err = lifecycle.Run(ctx, p)
 	log.Info("stopped", "consumed", progress.Consumed.Load(), "applied", progress.Applied.Load(),
 		"skipped_already_applied", progress.Skipped.Load(), "dead_lettered", progress.Rejected.Load(),
 		"states_restored", store.Stats().Restored)
 	return err
-}
-
-// evictIdle frees the memory of idle students while no events arrive (the
-// store also evicts on each of its calls).
-func evictIdle(ctx context.Context, store *state.Store, idle time.Duration) {
-	t := time.NewTicker(max(idle/2, time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			store.EvictIdle()
-		}
-	}
-}
-
-// stepEngine adapts the model's step signature to the event pipeline.
-type stepEngine struct{ m *model.Model }
-
-func (e stepEngine) NumSkills() int { return e.m.NumSkills }
-func (e stepEngine) StateSize() int { return e.m.StateSize() }
-func (e stepEngine) Step(ctx context.Context, skills, correct []int32, st, newState, mastery []float32) error {
-	return e.m.Step(ctx, model.StepInputs{SkillID: skills, Correct: correct, State: st},
-		model.StepOutputs{State: newState, Mastery: mastery})
-}
-
-// consumerEventLog is at-least-once event delivery: results and states are
-// produced with acks=all, and an input offset is committed from its ack.
-type consumerEventLog struct {
-	consumer *kafka.Consumer
-	producer *kafka.Producer
-	maxPoll  int
-}
-
-// Poll waits for one message, then takes what the consumer has already
-// fetched, up to maxPoll: Read hands out buffered records before it looks at
-// its context, so a done context drains the buffer without a broker round
-// trip (and stops at an empty buffer).
-func (l *consumerEventLog) Poll(ctx context.Context) ([]kafka.Message, []worker.Ack, error) {
-	m, ack, err := l.consumer.Read(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	msgs, acks := []kafka.Message{m}, []worker.Ack{worker.Ack(ack)}
-	drain, cancel := context.WithCancel(ctx)
-	cancel()
-	for len(msgs) < l.maxPoll {
-		m, ack, err := l.consumer.Read(drain)
-		if err != nil {
-			break // an empty buffer; a real failure comes back from the next Poll
-		}
-		msgs, acks = append(msgs, m), append(acks, worker.Ack(ack))
-	}
-	return msgs, acks, nil
-}
-
-// WriteResults produces the messages concurrently (the producer batches
-// them) and returns once all are acknowledged.
-func (l *consumerEventLog) WriteResults(ctx context.Context, msgs []kafka.Message) error {
-	errs := make([]error, len(msgs))
-	var wg sync.WaitGroup
-	for i, m := range msgs {
-		wg.Go(func() { errs[i] = l.producer.Produce(ctx, m) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func (l *consumerEventLog) WriteStates(ctx context.Context, msgs []kafka.Message) ([]int64, error) {
-	return l.producer.ProduceToPartitions(ctx, msgs)
-}
-
-func (*consumerEventLog) Commit(context.Context, bool) error { return nil }
-
-// transactionEventLog is exactly-once event delivery: a poll's results,
-// dead letters, states and input offsets are committed in one transaction.
-type transactionEventLog struct{ t *kafka.Transactor }
-
-func (l *transactionEventLog) Poll(ctx context.Context) ([]kafka.Message, []worker.Ack, error) {
-	msgs, err := l.t.Poll(ctx)
-	return msgs, make([]worker.Ack, len(msgs)), err
-}
-
-func (l *transactionEventLog) WriteResults(ctx context.Context, msgs []kafka.Message) error {
-	for _, m := range msgs {
-		if err := l.t.Produce(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (l *transactionEventLog) WriteStates(ctx context.Context, msgs []kafka.Message) ([]int64, error) {
-	return l.t.ProduceToPartitions(ctx, msgs)
-}
-
-func (l *transactionEventLog) Commit(ctx context.Context, commit bool) error {
-	return l.t.End(ctx, commit)
-}
-
-// registerEventMetrics exposes the event pipeline's counters; they read the
-// counters where they are kept, so nothing is counted twice.
-func registerEventMetrics(reg prometheus.Registerer, p *worker.EventProgress, store *state.Store, lag func(context.Context) (int64, error)) {
-	counter := worker.CounterFunc
-	reg.MustRegister(
-		counter("dktscore_consumed_total", "Event messages read from the input.", p.Consumed.Load),
-		counter("dktscore_events_applied_total", "Events applied to a student's state (one result each).", p.Applied.Load),
-		counter("dktscore_events_skipped_total", "Redelivered events skipped because their student's state already holds them.", p.Skipped.Load),
-		counter("dktscore_dead_lettered_total", "Bad events sent to the dead-letter topic.", p.Rejected.Load),
-		counter("dktscore_events_not_owned_total", "Events left to another worker because their partition was revoked before they were applied.", p.NotOwned.Load),
-		counter("dktscore_state_version_resets_total", "Stored states of another model version that were not used (the student started over).", p.VersionResets.Load),
-		counter("dktscore_state_restored_total", "Changelog records restored into memory on partition assignment.", func() int64 { return store.Stats().Restored }),
-		counter("dktscore_state_evictions_total", "Student states evicted from memory, idle or over the bound (the changelog keeps them).", func() int64 { return store.Stats().Evictions }),
-		counter("dktscore_state_fetches_total", "Evicted states read back from the changelog.", func() int64 { return store.Stats().Fetches }),
-		counter("dktscore_state_fetch_errors_total", "Evicted states that could not be read back (the worker stops).", func() int64 { return store.Stats().FetchErrors }),
-		counter("dktscore_step_runs_total", "Step runs of the model (one row per student per run).", p.StepRuns.Load),
-		counter("dktscore_step_rows_total", "Rows over all step runs.", p.StepRows.Load),
-		counter("dktscore_transactions_aborted_total", "Exactly-once polls aborted by a rebalance (their events come again).", p.Aborted.Load),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dktscore_state_students", Help: "Student states held in memory."},
-			func() float64 { return float64(store.Stats().InMemory) }),
-	)
-	if lag != nil {
-		reg.MustRegister(worker.CommitLagGauge(lag))
-	}
 }

@@ -115,7 +115,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	producer.Close()
+	producer.Close(context.Background())
 
 	addr := freeAddr(t)
 	environ := []string{"DKTSCORE_KAFKA_BROKERS=" + brokers, "DKTSCORE_KAFKA_INPUT_TOPIC=" + in,
@@ -128,7 +128,7 @@ func TestServeMetricsMatchAKnownWorkload(t *testing.T) {
 		t.Fatalf("configuration refused:\n%v", err)
 	}
 	logs := &syncBuffer{}
-	log := NewLogger(logs, cfg)
+	log := cfg.NewLogger(logs)
 	serveCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	served := make(chan error, 1)

@@ -11,8 +11,10 @@ import (
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/scoring"
+	"github.com/dktscore/dktscore/sequences"
 	"github.com/dktscore/dktscore/worker"
 )
 
@@ -40,59 +42,59 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	pipeline := worker.Config{Batching: cfg.Batching.Config(m.NumSkills), Engines: cfg.Sessions, MaxSteps: cfg.MaxSteps}
 	output := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, WithSource: true}
 	decode := func(msg kafka.Message) worker.Work {
-		return worker.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
+		return sequences.DecodeMessage(msg, m.NumSkills, cfg.MaxMessageBytes)
 	}
 	var metrics *worker.Metrics // set below, before sinks is first called
-	sinks := func(w worker.MessageWriter) (worker.Sink, worker.RejectSink) {
-		return worker.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
+	sinks := func(w sequences.MessageWriter) (worker.Sink, worker.RejectSink) {
+		return sequences.ArrowMessageSink{Writer: w, Topic: cfg.OutputTopic, Output: output, Model: m.Name},
 			metrics.CountRejects(loggedRejects{log: log,
-				next: worker.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic, MaxBytes: kafka.DefaultMaxMessageBytes - 64<<10}})
+				next: sequences.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic}})
 	}
 	engine := scoring.Engine(versions)
 
-	p := process{httpAddr: cfg.HTTPAddr, shutdownTimeout: cfg.ShutdownTimeout,
-		closers: []func(context.Context) error{func(context.Context) error { producer.Close(); return nil }},
-		overdue: "draining took longer than %v; unacknowledged input will be redelivered after a restart"}
+	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
+		Closers: []func(context.Context) error{producer.Close},
+		Overdue: "draining took longer than %v; unacknowledged input will be redelivered after a restart"}
 	if cfg.ModelPoll > 0 {
-		p.background = append(p.background, func(ctx context.Context) { versions.Watch(ctx, cfg.ModelPoll) })
+		p.Background = append(p.Background, func(ctx context.Context) { versions.Watch(ctx, cfg.ModelPoll) })
 	}
 	var ping func(context.Context) error
 	if cfg.Delivery == ExactlyOnce {
 		t, err := kafka.NewTransactor(kafka.TransactConfig{Consumer: cfg.consumer(), TransactionalID: cfg.transactionalID()})
 		if err != nil {
-			producer.Close()
+			producer.Close(context.WithoutCancel(ctx))
 			return err
 		}
 		metrics = worker.NewMetrics(registry, &progress, nil)
 		pipeline.Observer = metrics
 		ping = producer.Ping
-		p.closers = append([]func(context.Context) error{t.Close}, p.closers...)
-		p.pipeline = func(ctx context.Context) error {
-			return worker.RunTransactions(ctx, pipeline, t, decode, engine, sinks, &progress)
+		p.Closers = append([]func(context.Context) error{t.Close}, p.Closers...)
+		p.Pipeline = func(ctx context.Context) error {
+			return sequences.RunTransactions(ctx, pipeline, t, decode, engine, sinks, &progress)
 		}
 	} else {
 		consumer, err := kafka.NewConsumer(cfg.consumer())
 		if err != nil {
-			producer.Close()
+			producer.Close(context.WithoutCancel(ctx))
 			return err
 		}
 		metrics = worker.NewMetrics(registry, &progress, consumer.Lag)
 		pipeline.Observer = metrics
 		ping = consumer.Ping
-		p.closers = append([]func(context.Context) error{consumer.Close}, p.closers...)
+		p.Closers = append([]func(context.Context) error{consumer.Close}, p.Closers...)
 		sink, rejects := sinks(producer)
-		source := worker.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
-		p.pipeline = func(ctx context.Context) error {
+		source := sequences.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
+		p.Pipeline = func(ctx context.Context) error {
 			_, err := worker.Run(ctx, pipeline, source, engine, sink, rejects, &progress)
 			return err
 		}
 	}
-	p.handler = opsHandler(registry, ping)
+	p.Handler = lifecycle.OpsHandler(registry, brokerReady(ping))
 
 	log.Info("serving", "model", m.Name+"/"+m.Version, "num_skills", m.NumSkills, "placement", placement.Name(),
 		"delivery", cfg.Delivery, "input_topic", cfg.InputTopic, "output_topic", cfg.OutputTopic,
 		"dead_letter_topic", cfg.DeadLetterTopic, "group", cfg.Group, "http", cfg.HTTPAddr)
-	err = run(ctx, p)
+	err = lifecycle.Run(ctx, p)
 	log.Info("stopped after draining", "consumed", progress.Consumed.Load(), "scored", progress.Students.Load(),
 		"dead_lettered", progress.Rejected.Load())
 	return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/gpu"
+	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/supervise"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +58,8 @@ func serveOne(ctx context.Context, cfg Config, p gpu.Placement, log *slog.Logger
 		return err
 	}
 	registry := prometheus.NewRegistry()
-	versions, err := openVersions(cfg, model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}, registry)
+	versions, err := lifecycle.OpenVersions(model.VersionsConfig{Base: cfg.Model, Pin: cfg.ModelVersion,
+		Load: model.Config{Sessions: cfg.Sessions, SessionConfig: sessionConfig}}, registry)
 	if err != nil {
 		return err
 	}
@@ -104,8 +106,8 @@ func superviseWorkers(ctx context.Context, cfg Config, plan []gpu.Placement, log
 	mux.Handle("/readyz", sup.ReadyHandler())
 	mux.Handle("/metrics", sup.MetricsHandler())
 	log.Info("supervising workers", "workers", len(children), "gpus", cfg.GPUs)
-	return run(ctx, process{httpAddr: cfg.HTTPAddr, handler: mux, pipeline: sup.Run, shutdownTimeout: cfg.ShutdownTimeout,
-		overdue: "the workers took longer than %v to stop"})
+	return lifecycle.Run(ctx, lifecycle.Process{HTTPAddr: cfg.HTTPAddr, Handler: mux, Pipeline: sup.Run, ShutdownTimeout: cfg.ShutdownTimeout,
+		Overdue: "the workers took longer than %v to stop"})
 }
 
 // ChildEnv is the environment of the supervised worker for placement p,
@@ -122,4 +124,14 @@ func ChildEnv(parent []string, cfg Config, p gpu.Placement, addr string) []strin
 		env = append(env, config.Prefix+"KAFKA_TRANSACTIONAL_ID="+cfg.TransactionalID+"-"+p.Name())
 	}
 	return env
+}
+
+// brokerReady is readiness for a worker that needs its Kafka brokers.
+func brokerReady(ping func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ping(ctx); err != nil {
+			return fmt.Errorf("broker unreachable: %w", err)
+		}
+		return nil
+	}
 }

@@ -57,7 +57,7 @@ func (l Load) Run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer producer.Close()
+	defer producer.Close(context.WithoutCancel(ctx))
 	states, err := columnar.OpenStateFile(ctx, l.Input)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func refuseLiveStates(ctx context.Context, client kafka.ClientConfig, topic stri
 	if err != nil {
 		return err
 	}
-	defer changelog.Close()
+	defer changelog.Close(context.WithoutCancel(ctx))
 	live, example := 0, ""
 	for p := range partitions {
 		_, err := changelog.Restore(ctx, p, func(key, value []byte, offset int64) error {

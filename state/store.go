@@ -76,7 +76,7 @@ type StoreStats struct {
 //	on assignment of input partition p (kafka ConsumerConfig.OnAssigned):
 //	    DropPartition(p)                      // clears what late work may have left
 //	    changelog.Restore(ctx, p, func(k, v, off) error { return store.RestoreValue(p, k, v, off) })
-//	per poll (worker.EventPipeline):
+//	per poll (events.Pipeline):
 //	    rec, ok, err := Get(ctx, p, student)  // memory, else read back by offset
 //	    ... step the poll's events on a copy; a student's later events in the poll build on the copy ...
 //	    write results, then the changelog records (acked; their offsets come back)

@@ -33,12 +33,12 @@ func TestStoreOverRealChangelog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	cl, err := kafka.NewChangelog(client, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer cl.Close(context.Background())
 
 	const partition = 1
 	s, err := NewStore(StoreConfig{MaxStudents: 3, Fetch: cl})
@@ -127,7 +127,7 @@ func BenchmarkRestoreFromChangelog(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	var bytes int64
 	for start := 0; start < students; start += 500 {
 		var msgs []kafka.Message
@@ -145,7 +145,7 @@ func BenchmarkRestoreFromChangelog(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cl.Close()
+	defer cl.Close(context.Background())
 	b.ResetTimer()
 	for b.Loop() {
 		s, err := NewStore(StoreConfig{MaxStudents: students, Fetch: cl})

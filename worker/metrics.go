@@ -17,7 +17,7 @@ import (
 //
 // The counters count work done, not work committed: a redelivered record —
 // at-least-once after a crash or a rebalance, exactly-once after an aborted
-// transaction (RunTransactions) — is read, scored or dead-lettered, and
+// transaction (sequences.RunTransactions) — is read, scored or dead-lettered, and
 // counted, again. Their help says so; consumers count distinct results by
 // source offset.
 type Metrics struct {
@@ -95,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer, progress *Progress, lag func(context.
 }
 
 // CounterFunc is a Prometheus counter that reads a count kept elsewhere (an
-// atomic of Progress, EventProgress or a store), so nothing is counted twice.
+// atomic of Progress, events.Progress or a store), so nothing is counted twice.
 func CounterFunc(name, help string, v func() int64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
 )
 
@@ -62,9 +61,9 @@ func scrape(t *testing.T, ctx context.Context, url string) map[string]float64 {
 	return out
 }
 
-// badMessages are hostile Kafka values whose rejects come from the real
-// decoder (DecodeMessage), one or more per kind.
-var badMessages = []struct {
+// badRecords are hostile JSON records whose rejects come from the real
+// decoder (io/records, reading JSON lines), one or more per kind.
+var badRecords = []struct {
 	value string
 	kind  records.RejectKind
 }{
@@ -83,43 +82,21 @@ var badMessages = []struct {
 	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, records.RejectTooLarge},
 }
 
-const badMessageMaxBytes = 100 // the too_large case above is longer
+const badRecordMaxBytes = 100 // the too_large case above is longer
 
-func TestDecodeMessageSetsTheRejectKind(t *testing.T) {
-	for _, c := range badMessages {
-		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
-		if w.Reject == nil {
-			t.Fatalf("%q was not rejected", c.value)
-		}
-		if w.Reject.Kind != c.kind {
-			t.Errorf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
-		}
+// rejectedWork decodes one JSON line, which must be rejected, into work.
+func rejectedWork(t *testing.T, value string) Work {
+	t.Helper()
+	r, err := records.NewReader(strings.NewReader(value+"\n"), "in", records.FormatJSONL, records.Options{NumSkills: testSkills, MaxLineBytes: badRecordMaxBytes})
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-// A reason quotes the record's bad value; a value that spells another kind's
-// wording must not change the kind, which is where decoding failed.
-func TestRejectKindIsWhereTheRecordFailed(t *testing.T) {
-	cases := []struct {
-		value string
-		kind  records.RejectKind
-	}{
-		{`{"student_id": "a", "skills": ["timestamp"], "correct": [1]}`, records.RejectMalformed},
-		{`{"student_id": "a", "skills": ["must be 0 or 1"], "correct": [1]}`, records.RejectMalformed},
-		{`{"student_id": "a", "skills": [1], "correct": ["byte limit"]}`, records.RejectBadCorrect},
-		{`{"student_id": "a", "skills": [1], "correct": ["is outside [0, \" reappears"]}`, records.RejectBadCorrect},
-		{`{"student_id": {"timestamp": 1}, "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-		{`{"student_id": ["length mismatch", "empty sequence"], "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
+	_, err = r.Next()
+	var reject *records.RejectError
+	if !errors.As(err, &reject) {
+		t.Fatalf("%q: %v, want a reject", value, err)
 	}
-	for _, c := range cases {
-		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, 1000)
-		if w.Reject == nil {
-			t.Fatalf("%q was not rejected", c.value)
-		}
-		if w.Reject.Kind != c.kind {
-			t.Errorf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
-		}
-	}
+	return Work{Reject: reject}
 }
 
 // File decoders word some reasons differently; every one must still carry a
@@ -173,29 +150,6 @@ func TestFileRejectsCarryTheirKind(t *testing.T) {
 }
 
 // DecodeEventMessage adds its own checks (size, key) to DecodeJSONEvent's.
-func TestDecodeEventMessageSetsTheRejectKind(t *testing.T) {
-	cases := []struct {
-		key, value string
-		kind       records.RejectKind
-	}{
-		{"a", `{"student_id": "a", "skill_id": 1, "correct": 1, "note": "` + strings.Repeat("x", badMessageMaxBytes) + `"}`, records.RejectTooLarge},
-		{"", `{"student_id": "a", "skill_id": 1, "correct": 1}`, records.RejectBadStudentID},
-		{"b", `{"student_id": "a", "skill_id": 1, "correct": 1}`, records.RejectBadStudentID},
-		{"a", `{"student_id": "a", "skill_id": 1, "correct": 3}`, records.RejectBadCorrect},
-		{"a", `{"student_id": "a", "skill_id": 4, "correct": 1}`, records.RejectSkillRange},
-		{"a", `{"student_id": "a", "skill_id": 1, "correct": 1, "ts": "yesterday"}`, records.RejectBadTimestamp},
-		{"a", `not json`, records.RejectMalformed},
-	}
-	for _, c := range cases {
-		_, reject := DecodeEventMessage(kafka.Message{Topic: "in", Key: []byte(c.key), Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
-		if reject == nil {
-			t.Fatalf("key %q value %q was not rejected", c.key, c.value)
-		}
-		if reject.Kind != c.kind {
-			t.Errorf("key %q value %q: kind %q (reason %q), want %s", c.key, c.value, reject.Kind, reject.Reason, c.kind)
-		}
-	}
-}
 
 // A reject built without a kind is a bug in its creator, but it is still
 // counted — as other — rather than lost or given an empty label.
@@ -234,8 +188,12 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	good := randomWorks(150, 7)
 	works := append([]Work(nil), good...)
 	wantKinds := map[records.RejectKind]float64{}
-	for _, c := range badMessages {
-		works = append(works, DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes))
+	for _, c := range badRecords {
+		w := rejectedWork(t, c.value)
+		if w.Reject.Kind != c.kind {
+			t.Fatalf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
+		}
+		works = append(works, w)
 		wantKinds[c.kind]++
 	}
 	wantSteps := 0
@@ -262,7 +220,7 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	want := map[string]float64{
 		"dktscore_consumed_total":          float64(len(works)),
 		"dktscore_scored_total":            float64(len(good)),
-		"dktscore_dead_lettered_total":     float64(len(badMessages)),
+		"dktscore_dead_lettered_total":     float64(len(badRecords)),
 		"dktscore_real_steps_total":        float64(wantSteps),
 		"dktscore_computed_steps_total":    float64(sum.Computed),
 		"dktscore_padding_efficiency":      float64(wantSteps) / float64(sum.Computed),

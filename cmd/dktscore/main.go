@@ -15,6 +15,8 @@ Usage:
   dktscore score --model M --input F --output O [flags]
                                          score a file, write mastery as Parquet or Arrow
   dktscore serve [flags]                 score JSON sequence records from Kafka (DKTSCORE_* env)
+  dktscore model-server --port=8500 --model_name=NAME --model_base_path=DIR [flags]
+                                         TensorFlow Serving's gRPC/REST API, batching requests together
   dktscore bench [flags]                 time the engine over pre-built batches (see make bench)
   dktscore state load --input F --partitions N --partitioner murmur2|crc32
                                          load score --emit-state's states into the changelog (event mode)
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return scoreCmd(args[1:], stdout, stderr)
 	case "serve":
 		return serveCmd(args[1:], stdout, stderr)
+	case "model-server":
+		return modelServerCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
 	case "state":

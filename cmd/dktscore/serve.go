@@ -29,7 +29,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	log := serving.NewLogger(stderr, cfg)
+	log := cfg.NewLogger(stderr)
 	slog.SetDefault(log) // the Kafka client, the supervisor and the model reloads log through it
 	for _, u := range unknown {
 		log.Warn("environment variable is not read by dktscore serve", "variable", u.Name, "did_you_mean", u.Suggestion)

@@ -58,7 +58,7 @@ func restoreTopic(ctx context.Context, t *testing.T, client kafka.ClientConfig, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer cl.Close(context.Background())
 	out := map[int32][]state.Record{}
 	for p := range partitions {
 		_, err := cl.Restore(ctx, p, func(key, value []byte, _ int64) error {
@@ -174,7 +174,7 @@ func TestStateLoadRefusesWhatWouldMisplaceOrLoseStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer producer.Close()
+	defer producer.Close(context.Background())
 	applied := state.Record{ModelVersion: "dkt/1", Partition: 1, Offset: 7, Events: 3, State: []float32{1, 2, 3, 4}}
 	if _, err := producer.ProduceToPartitions(ctx, []kafka.Message{{Topic: live, Partition: 1, Key: []byte("b"), Value: applied.Encode()}}); err != nil {
 		t.Fatal(err)

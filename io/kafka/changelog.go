@@ -83,8 +83,12 @@ func NewChangelog(cfg ClientConfig, topic string) (*Changelog, error) {
 // Topic is the changelog topic's name.
 func (c *Changelog) Topic() string { return c.topic }
 
-// Close closes the connections.
-func (c *Changelog) Close() { c.cl.Close() }
+// Close closes the connections; a restore or fetch in flight fails. It
+// takes a context, as every source and sink does, though nothing waits.
+func (c *Changelog) Close(context.Context) error {
+	c.cl.Close()
+	return nil
+}
 
 // Fetch limits for one request. A batch larger than the partition limit is
 // still returned whole (the broker always returns the first batch), so these

@@ -55,7 +55,7 @@ func newTestChangelog(t *testing.T, client ClientConfig, topic string) *Changelo
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cl.Close)
+	t.Cleanup(func() { cl.Close(context.Background()) })
 	return cl
 }
 
@@ -86,7 +86,7 @@ func TestChangelogRestoreLatestPerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 
 	const part = 1
 	batches := [][]Message{
@@ -172,7 +172,7 @@ func TestChangelogFetchByOffset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	msgs := []Message{kv(topic, 1, "s1", "v1"), kv(topic, 1, "s2", "v2"), kv(topic, 1, "s1", "v3"), kv(topic, 0, "s9", "v9")}
 	offsets, err := p.ProduceToPartitions(ctx, msgs)
 	if err != nil {
@@ -341,7 +341,7 @@ func TestCheckChangelogTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	_, err = p.ProduceToPartitions(ctx, []Message{kv(fewer, 2, "alice", "a1")})
 	if !errors.Is(err, ErrNoSuchPartition) || !strings.Contains(err.Error(), fewer) {
 		t.Fatalf("ProduceToPartitions to partition 2 of a 2-partition topic = %v, want ErrNoSuchPartition naming the topic", err)
@@ -371,7 +371,7 @@ func TestChangelogRestoreAfterCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	keys := []string{"k0", "k1", "k2", "k3", "k4"}
 	want := map[string]string{}
 	var firstOffsets []int64

@@ -194,6 +194,34 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 func (c *Consumer) Read(ctx context.Context) (Message, func(error), error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	return c.readLocked(ctx)
+}
+
+// ReadBatch waits for the next message as Read does, then adds what is
+// already fetched, up to max messages in all, without asking the broker
+// again: a caller that applies messages in groups gets one as soon as there
+// is work, as large as the fetch that brought it. Each message has its ack,
+// with Read's contract.
+func (c *Consumer) ReadBatch(ctx context.Context, max int) ([]Message, []func(error), error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	m, ack, err := c.readLocked(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs, acks := []Message{m}, []func(error){ack}
+	for len(msgs) < max {
+		m, ack, ok := c.pop()
+		if !ok {
+			break
+		}
+		msgs, acks = append(msgs, m), append(acks, ack)
+	}
+	return msgs, acks, nil
+}
+
+// readLocked is Read with readMu held.
+func (c *Consumer) readLocked(ctx context.Context) (Message, func(error), error) {
 	for {
 		if c.closed.Load() {
 			return Message{}, nil, ErrClosed
@@ -289,21 +317,6 @@ func (c *Consumer) buffered() int {
 	defer c.bufMu.Unlock()
 	return len(c.buf)
 }
-
-// Pause stops fetching from every assigned partition; Read still hands out
-// what is already buffered. Use it when a downstream queue is full.
-func (c *Consumer) Pause() { c.cl.PauseFetchTopics(c.cfg.Topics...) }
-
-// Resume undoes Pause.
-func (c *Consumer) Resume() { c.cl.ResumeFetchTopics(c.cfg.Topics...) }
-
-// InFlight is the number of messages handed out by Read and not acked yet.
-func (c *Consumer) InFlight() int { return c.tracker.inFlight() }
-
-// FailedAcks is the number of messages acked with an error in partitions this
-// consumer still owns; each holds its partition's commits back until a
-// restart or rebalance redelivers it.
-func (c *Consumer) FailedAcks() int { return c.tracker.failedAcks() }
 
 func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.bufMu.Lock()
@@ -517,7 +530,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 
 func (c *Consumer) close(ctx context.Context) error {
 	c.closed.Store(true)
-	c.Pause()
+	c.cl.PauseFetchTopics(c.cfg.Topics...)
 	var errs []error
 	if err := c.tracker.waitIdle(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kafka: closing group %q: %d messages were still unacknowledged (%w); they will be delivered again", c.cfg.Group, c.tracker.inFlight(), err))

@@ -3,18 +3,23 @@
 // franz-go type.
 //
 //   - Consumer: a group consumer for at-least-once. Read hands out one
-//     message and an ack; offsets are committed from acks only, per partition
+//     message and an ack, ReadBatch a group of already-fetched messages with
+//     an ack each; offsets are committed from acks only, per partition
 //     up to the end of the contiguous prefix acked with nil, every
 //     CommitInterval, synchronously on partition revoke, and on Close. State
 //     of lost partitions is dropped and their late acks ignored. Read polls
 //     only when its buffer is empty, and kgo's read-ahead is bounded by modest
 //     fetch limits, so a caller that stops reading stops fetching.
-//   - Producer: idempotent, acks=all, synchronous Produce; records over
+//   - Producer: idempotent, acks=all, synchronous Produce (ProduceAll: many
+//     messages sent together, one wait for all their acks); records over
 //     ClientConfig.MaxMessageBytes (default 1 MiB, the broker default) fail
 //     early with ErrMessageTooLarge naming the topic and size.
 //   - Transactor: exactly-once consume→process→produce with
 //     kgo.GroupTransactSession; End commits outputs and input offsets
 //     atomically, or returns ErrAborted after a rebalance.
+//   - Results and dead letters (results.go): the header names, the Arrow
+//     result message, the dead letter and their size limits, shared by both
+//     serve modes.
 //   - EnsureTopics: create-if-missing, for tests and the local demo.
 //   - Event mode (changelog.go, partition.go, assignment.go):
 //     ProduceToPartitions writes to the partition each Message names (a

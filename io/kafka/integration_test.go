@@ -40,7 +40,7 @@ func produceValues(ctx context.Context, t *testing.T, cfg ClientConfig, topic st
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	for _, v := range values {
 		if err := p.Produce(ctx, Message{Topic: topic, Key: []byte(v), Value: []byte(v), Headers: map[string][]byte{"src": []byte("test")}}); err != nil {
 			t.Fatalf("producing %q: %v", v, err)
@@ -229,8 +229,8 @@ func TestAckGapRedelivers(t *testing.T) {
 				}
 			} else if err != nil {
 				t.Fatalf("Close: %v", err)
-			} else if c.FailedAcks() != 0 {
-				t.Fatalf("FailedAcks after close = %d, want 0 (state dropped with the partitions)", c.FailedAcks())
+			} else if n := c.tracker.failedAcks(); n != 0 {
+				t.Fatalf("%d failed acks tracked after close, want 0 (state dropped with the partitions)", n)
 			}
 
 			c2 := newTestConsumer(t, cfg)
@@ -411,11 +411,63 @@ func TestProducerRejectsOversizedMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	err = p.Produce(ctx, Message{Topic: uniqueName(t, "big"), Value: make([]byte, 2<<20)})
 	if !errors.Is(err, ErrMessageTooLarge) {
 		t.Fatalf("Produce(2 MiB) = %v, want ErrMessageTooLarge", err)
 	}
+}
+
+// TestProduceAllAndReadBatch: ProduceAll writes a slice of keyed messages in
+// one call; ReadBatch hands them out in groups of at most max, each message
+// once and with its own ack, and the acks commit as Read's do.
+func TestProduceAllAndReadBatch(t *testing.T) {
+	client := brokerConfig(t)
+	ctx := testCtx(t, 90*time.Second)
+	topic := uniqueName(t, "in")
+	if err := EnsureTopics(ctx, client, 2, topic); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProducer(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	const n = 40
+	var msgs []Message
+	for _, v := range values(n, "b") {
+		msgs = append(msgs, Message{Topic: topic, Key: []byte(v), Value: []byte(v)})
+	}
+	if err := p.ProduceAll(ctx, msgs); err != nil {
+		t.Fatalf("ProduceAll: %v", err)
+	}
+	// One record over the limit fails the call before anything is sent.
+	big := append(slices.Clone(msgs[:1]), Message{Topic: topic, Value: make([]byte, 2<<20)})
+	if err := p.ProduceAll(ctx, big); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("ProduceAll with a 2 MiB record = %v, want ErrMessageTooLarge", err)
+	}
+
+	cfg := ConsumerConfig{Client: client, Group: uniqueName(t, "group"), Topics: []string{topic}, CommitInterval: 100 * time.Millisecond}
+	c := newTestConsumer(t, cfg)
+	var seen []string
+	for len(seen) < n {
+		got, acks, err := c.ReadBatch(ctx, 7)
+		if err != nil {
+			t.Fatalf("ReadBatch after %d messages: %v", len(seen), err)
+		}
+		if len(got) == 0 || len(got) > 7 || len(acks) != len(got) {
+			t.Fatalf("ReadBatch gave %d messages and %d acks, want 1 to 7 of each", len(got), len(acks))
+		}
+		for i, m := range got {
+			seen = append(seen, string(m.Value))
+			acks[i](nil)
+		}
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, values(n, "b")) {
+		t.Fatalf("read %v, want every produced value once", seen)
+	}
+	waitLagZero(ctx, t, c)
 }
 
 // TestRevokeCommits: member A acks everything but never reaches a periodic

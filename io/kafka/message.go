@@ -75,6 +75,19 @@ func toRecord(m Message, maxBytes int32) (*kgo.Record, error) {
 	return r, nil
 }
 
+// toRecords is toRecord for each message, in order.
+func toRecords(msgs []Message, maxBytes int32) ([]*kgo.Record, error) {
+	records := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		r, err := toRecord(m, maxBytes)
+		if err != nil {
+			return nil, err
+		}
+		records[i] = r
+	}
+	return records, nil
+}
+
 func fromRecord(r *kgo.Record) Message {
 	m := Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
 	if len(r.Headers) > 0 {

@@ -67,7 +67,7 @@ func TestProduceToPartitionsRejectsNegativePartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer p.Close(context.Background())
 	_, err = p.ProduceToPartitions(context.Background(), []Message{{Topic: "t", Partition: -1, Value: []byte("v")}})
 	if !errors.Is(err, ErrNoSuchPartition) {
 		t.Fatalf("ProduceToPartitions(partition -1) = %v, want ErrNoSuchPartition before dialing", err)

@@ -54,6 +54,21 @@ func (p *Producer) Produce(ctx context.Context, m Message) error {
 	return nil
 }
 
+// ProduceAll sends msgs together and returns once the broker acknowledged
+// every one, or the first failure (mapped as Produce maps it). The key picks
+// each message's partition. Sending together costs one round trip per batch
+// the producer forms, not one per message. On error some messages may have
+// been written (none twice: the producer is idempotent); treat all of them
+// as not durable.
+func (p *Producer) ProduceAll(ctx context.Context, msgs []Message) error {
+	records, err := toRecords(msgs, p.maxBytes)
+	if err != nil {
+		return err
+	}
+	_, err = produceRecords(msgs, records, p.maxBytes, p.cl.ProduceSync(ctx, records...))
+	return err
+}
+
 // Ping checks that a broker answers (for /readyz).
 func (p *Producer) Ping(ctx context.Context) error {
 	if err := p.cl.Ping(ctx); err != nil {
@@ -62,8 +77,11 @@ func (p *Producer) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close flushes nothing (every Produce already waited) and closes the
-// connections.
-func (p *Producer) Close() {
+// Close waits, bounded by ctx, for records still being produced (every
+// Produce waits for its own, so only a call racing Close has any), then
+// closes the connections.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.cl.Flush(ctx)
 	p.cl.Close()
+	return err
 }

@@ -151,6 +151,22 @@ func (t *Transactor) Produce(ctx context.Context, m Message) error {
 	return nil
 }
 
+// ProduceAll writes msgs inside the current transaction, sent together, like
+// Producer.ProduceAll; they become visible when End commits.
+func (t *Transactor) ProduceAll(ctx context.Context, msgs []Message) error {
+	records, err := toRecords(msgs, t.maxBytes)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.begin(); err != nil {
+		return err
+	}
+	_, err = produceRecords(msgs, records, t.maxBytes, t.s.ProduceSync(ctx, records...))
+	return err
+}
+
 // End finishes the open transaction. commit=true commits the produced
 // records and the polled offsets atomically; it returns ErrAborted when a
 // rebalance forced an abort instead (continue with Poll). commit=false aborts:

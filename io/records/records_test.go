@@ -376,9 +376,6 @@ func TestRejectLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if log.Count() != 2 {
-		t.Fatalf("Count = %d", log.Count())
-	}
 	want := `{"input":"f.csv","line":3,"record":1,"student_id":"s<1>","reason":"bad"}` + "\n" +
 		`{"input":"f.parquet","line":0,"record":2,"student_id":"","reason":"worse"}` + "\n"
 	if buf.String() != want {

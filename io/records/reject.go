@@ -112,9 +112,8 @@ func (e *RejectError) Error() string {
 // RejectLog writes rejects as JSON Lines, one object per reject, the format of
 // the score command's O.rejects.jsonl file. It is safe for concurrent use.
 type RejectLog struct {
-	mu    sync.Mutex
-	enc   *json.Encoder
-	count int
+	mu  sync.Mutex
+	enc *json.Encoder
 }
 
 // NewRejectLog writes to w; the caller owns w (flushing and closing it).
@@ -140,13 +139,5 @@ func (l *RejectLog) Write(e *RejectError) error {
 	if err != nil {
 		return fmt.Errorf("records: write reject log: %w", err)
 	}
-	l.count++
 	return nil
-}
-
-// Count is the number of rejects written.
-func (l *RejectLog) Count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.count
 }

@@ -30,7 +30,7 @@ def read_dkt3(path):
 
 
 def pad_batch(students, num_skills):
-    """Padded inputs exactly per the model contract (GUIDE §1).
+    """Padded inputs exactly per the model contract.
 
     input_x[b, t] is the one-hot of skill + num_skills*correct for real steps and all-zero
     for padding; target_id[b, t] is the skill of step t+1 (0 at the last step and padding);

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 v1 = tf.compat.v1
 
-# Names of the "predict" signature (GUIDE §1); the Go worker maps tensors by these keys.
+# Names of the "predict" signature; the Go worker maps tensors by these keys.
 SIGNATURE = "predict"
 INPUTS = ("input_x", "target_id", "max_steps", "sequence_len", "keep_prob", "batch_size")
 OUTPUT = "pred_all"

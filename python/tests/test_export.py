@@ -1,4 +1,4 @@
-"""The bundled SavedModel presents the origin's predict signature exactly (GUIDE §1)."""
+"""The bundled SavedModel presents the origin's predict signature exactly."""
 import numpy as np
 import tensorflow as tf
 

@@ -1,6 +1,6 @@
 """Model versions while `dktscore serve` consumes from the real broker: a new
 version directory is picked up without a restart, and a corrupt one is refused
-while the running version keeps serving (issue 7)."""
+while the running version keeps serving."""
 import argparse
 import os
 import shutil

@@ -1,4 +1,4 @@
-package worker
+package events
 
 import (
 	"bytes"
@@ -107,13 +107,13 @@ type scriptedLog struct {
 	onPoll     func(n int) // runs before poll n is handed out
 }
 
-func (l *scriptedLog) Poll(ctx context.Context) ([]kafka.Message, []Ack, error) {
+func (l *scriptedLog) Poll(ctx context.Context) ([]kafka.Message, []func(error), error) {
 	if len(l.polls) == 0 {
 		return nil, nil, io.EOF
 	}
 	msgs := l.polls[0]
 	l.polls = l.polls[1:]
-	acks := make([]Ack, len(msgs))
+	acks := make([]func(error), len(msgs))
 	if !l.exactly {
 		for i, m := range msgs {
 			where := fmt.Sprintf("%d@%d", m.Partition, m.Offset)
@@ -197,13 +197,13 @@ func decodeResults(t *testing.T, msgs []kafka.Message) []resultRow {
 	return rows
 }
 
-func newTestPipeline(t *testing.T, log *scriptedLog, store *memStore, engine *hashEngine, owned ...int32) (*EventPipeline, *EventProgress) {
+func newTestPipeline(t *testing.T, log *scriptedLog, store *memStore, engine *hashEngine, owned ...int32) (*Pipeline, *Progress) {
 	t.Helper()
 	if log.ackErrs == nil {
 		log.ackErrs = map[string]error{}
 	}
-	progress := new(EventProgress)
-	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", Model: "dkt", OutputTopic: "out", DeadLetterTopic: "dlq",
+	progress := new(Progress)
+	p, err := NewPipeline(Config{ModelVersion: "dkt/1", Model: "dkt", OutputTopic: "out", DeadLetterTopic: "dlq",
 		ChangelogTopic: "dkt.state", MaxMessageBytes: 1000}, engine, store, log, progress)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func newTestPipeline(t *testing.T, log *scriptedLog, store *memStore, engine *ha
 	return p, progress
 }
 
-func runPipeline(t *testing.T, p *EventPipeline) {
+func runPipeline(t *testing.T, p *Pipeline) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -371,7 +371,7 @@ func TestEventBadInputIsDeadLettered(t *testing.T) {
 	reasons := map[string]string{}
 	for _, m := range log.results {
 		if m.Topic == "dlq" {
-			reasons[string(m.Headers[HeaderSourceOffset])] = string(m.Headers[HeaderReason])
+			reasons[string(m.Headers[kafka.HeaderSourceOffset])] = string(m.Headers[kafka.HeaderReason])
 		}
 	}
 	want := map[string]string{"1": "no key", "2": "is not the student_id", "3": "not a JSON event", "4": "outside [0,4)", "5": "exceeds the 1000-byte limit"}
@@ -439,7 +439,7 @@ type wideEngine struct{ hashEngine }
 func (*wideEngine) NumSkills() int { return 124 }
 
 func TestEventResultsAreSplitUnderTheMessageLimit(t *testing.T) {
-	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+	p, err := NewPipeline(Config{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
 		&wideEngine{}, newMemStore(), &scriptedLog{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +458,7 @@ func TestEventResultsAreSplitUnderTheMessageLimit(t *testing.T) {
 		if len(m.Value) > kafka.DefaultMaxMessageBytes-64<<10 {
 			t.Errorf("a result message has %d bytes, over the broker's default limit less room for headers", len(m.Value))
 		}
-		n, _ := strconv.Atoi(string(m.Headers[HeaderRows]))
+		n, _ := strconv.Atoi(string(m.Headers[kafka.HeaderRows]))
 		total += n
 	}
 	if len(msgs) < 2 || total != len(rows) {
@@ -486,12 +486,12 @@ func decodeResultsWide(t *testing.T, msgs []kafka.Message) int {
 }
 
 func TestNewEventPipelineChecks(t *testing.T) {
-	if _, err := NewEventPipeline(EventConfig{}, &hashEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil ||
+	if _, err := NewPipeline(Config{}, &hashEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil ||
 		!strings.Contains(err.Error(), "ModelVersion is empty") || !strings.Contains(err.Error(), "ChangelogTopic is empty") {
 		t.Errorf("empty config: %v; want every problem named", err)
 	}
-	cfg := EventConfig{ModelVersion: "dkt/0", OutputTopic: "o", DeadLetterTopic: "d", ChangelogTopic: "c"}
-	if _, err := NewEventPipeline(cfg, &noStepEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil || !strings.Contains(err.Error(), "no step signature") {
+	cfg := Config{ModelVersion: "dkt/0", OutputTopic: "o", DeadLetterTopic: "d", ChangelogTopic: "c"}
+	if _, err := NewPipeline(cfg, &noStepEngine{}, newMemStore(), &scriptedLog{}, nil); err == nil || !strings.Contains(err.Error(), "no step signature") {
 		t.Errorf("model without step: %v; want it refused with the fix", err)
 	}
 }
@@ -514,7 +514,7 @@ func TestEventLargeRoundsRunConcurrently(t *testing.T) {
 	}
 	log := &scriptedLog{polls: [][]kafka.Message{poll}, ackErrs: map[string]error{}}
 	store, engine := newMemStore(), &hashEngine{}
-	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st", Engines: 2},
+	p, err := NewPipeline(Config{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st", Engines: 2},
 		engine, store, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -556,7 +556,7 @@ func (e *nanEngine) Step(ctx context.Context, skills, correct []int32, st, newSt
 func TestEventNonFiniteStatesAreNeverWritten(t *testing.T) {
 	log := &scriptedLog{polls: [][]kafka.Message{{event(0, 7, "a", 1, 1), event(0, 8, "b", 2, 0)}}, ackErrs: map[string]error{}}
 	store := newMemStore()
-	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/9", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+	p, err := NewPipeline(Config{ModelVersion: "dkt/9", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
 		&nanEngine{}, store, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -600,9 +600,9 @@ func TestEventLogsNameNoStudent(t *testing.T) {
 		event(0, 3, "alice-secret", 1, 1), event(0, 4, "bob-secret", 3, 0), event(0, 5, "carol-secret", 0, 0),
 		event(1, 18, "dave-secret", 1, 1), event(1, 20, "dave-secret", 1, 1), event(1, 21, "dave-secret", 2, 0),
 	}}, ackErrs: map[string]error{}}
-	progress := new(EventProgress)
-	p, err := NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st",
-		Log: slog.New(slog.NewTextHandler(&logged, nil))}, &hashEngine{}, store, log, progress)
+	progress := new(Progress)
+	p, err := NewPipeline(Config{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st",
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}, &hashEngine{}, store, log, progress)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -627,7 +627,7 @@ func TestEventLogsNameNoStudent(t *testing.T) {
 	// A store that cannot read a state back: the error names where, not whom.
 	store.getErr = errors.New("changelog unreachable")
 	log = &scriptedLog{polls: [][]kafka.Message{{event(1, 22, "dave-secret", 1, 1)}}, ackErrs: map[string]error{}}
-	p, err = NewEventPipeline(EventConfig{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
+	p, err = NewPipeline(Config{ModelVersion: "dkt/1", OutputTopic: "out", DeadLetterTopic: "dlq", ChangelogTopic: "st"},
 		&hashEngine{}, store, log, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package worker
+package sequences
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/dktscore/dktscore/io/kafka"
+	"github.com/dktscore/dktscore/worker"
 )
 
 // Transactor is the exactly-once loop's view of Kafka (kafka.Transactor).
@@ -16,7 +17,7 @@ type Transactor interface {
 }
 
 // TransactSinks builds the sinks that write inside the current transaction.
-type TransactSinks func(w MessageWriter) (Sink, RejectSink)
+type TransactSinks func(w MessageWriter) (worker.Sink, worker.RejectSink)
 
 // RunTransactions scores messages exactly once: each poll runs through the
 // pipeline to completion, and its results, its dead letters and the consumed
@@ -24,8 +25,8 @@ type TransactSinks func(w MessageWriter) (Sink, RejectSink)
 // together, so the messages are redelivered and nothing half-done is visible to
 // read_committed consumers. It returns when ctx ends (after finishing the
 // current transaction) or on a fatal error.
-func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(kafka.Message) Work,
-	engine Engine, sinks TransactSinks, progress *Progress) error {
+func RunTransactions(ctx context.Context, cfg worker.Config, t Transactor, decode func(kafka.Message) worker.Work,
+	engine worker.Engine, sinks TransactSinks, progress *worker.Progress) error {
 	sink, rejects := sinks(t)
 	for ctx.Err() == nil {
 		msgs, err := t.Poll(ctx)
@@ -38,7 +39,7 @@ func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(
 		if len(msgs) == 0 {
 			continue
 		}
-		works := make([]Work, len(msgs))
+		works := make([]worker.Work, len(msgs))
 		for i, m := range msgs {
 			works[i] = decode(m)
 		}
@@ -48,10 +49,10 @@ func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(
 		// progress counts as the work is done, before End: an aborted
 		// transaction's records are counted again when they are redelivered,
 		// as at-least-once counts a redelivery after a crash. The metrics'
-		// help says so (Metrics); counting only after End would instead leave
+		// help says so (worker.Metrics); counting only after End would instead leave
 		// dktscore_in_flight at 0 for the whole transaction and still count
 		// the rejects' kinds and batches of aborted work.
-		_, runErr := Run(context.WithoutCancel(ctx), cfg, &workList{works: works}, engine, sink, rejects, progress)
+		_, runErr := worker.Run(context.WithoutCancel(ctx), cfg, &workList{works: works}, engine, sink, rejects, progress)
 		endErr := t.End(context.WithoutCancel(ctx), runErr == nil)
 		switch {
 		case runErr != nil:
@@ -67,13 +68,13 @@ func RunTransactions(ctx context.Context, cfg Config, t Transactor, decode func(
 
 // workList is a finite source over already-decoded work.
 type workList struct {
-	works []Work
+	works []worker.Work
 	next  int
 }
 
-func (l *workList) Read(context.Context) (Work, Ack, error) {
+func (l *workList) Read(context.Context) (worker.Work, worker.Ack, error) {
 	if l.next == len(l.works) {
-		return Work{}, nil, io.EOF
+		return worker.Work{}, nil, io.EOF
 	}
 	l.next++
 	return l.works[l.next-1], nil, nil

@@ -1,4 +1,4 @@
-package worker
+package events
 
 import (
 	"cmp"
@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,20 +19,8 @@ import (
 	"github.com/dktscore/dktscore/state"
 )
 
-// EventEngine runs the model's step signature (model.Step) in plain Go
-// types: one interaction per row applied to the state each row carries.
-type EventEngine interface {
-	NumSkills() int
-	// StateSize is the length of one row's state (0: the model cannot step).
-	StateSize() int
-	// Step reads skills and correct ([B]) and state ([B·StateSize], zeros for
-	// no history) and writes newState ([B·StateSize], may be state itself)
-	// and mastery ([B·NumSkills]).
-	Step(ctx context.Context, skills, correct []int32, state, newState, mastery []float32) error
-}
-
-// StateStore is where the pipeline keeps per-student state (state.Store).
-type StateStore interface {
+// Store is where the pipeline keeps per-student state (state.Store).
+type Store interface {
 	// Get returns the student's state in the partition, from memory or, for
 	// an evicted student, from the changelog; false when there is none.
 	Get(ctx context.Context, partition int32, student string) (state.Record, bool, error)
@@ -47,14 +33,14 @@ type StateStore interface {
 	DropPartition(partition int32)
 }
 
-// EventLog is the Kafka side of event mode, one implementation per delivery
+// Log is the Kafka side of event mode, one implementation per delivery
 // mode. Every method is called from the pipeline's one goroutine.
-type EventLog interface {
+type Log interface {
 	// Poll returns the next messages (at least one unless ctx ends), in
 	// offset order within each partition, each with its ack. At-least-once:
 	// an ack(nil) marks the input offset for commit. Exactly-once: acks are
 	// nil; Commit finishes the whole poll.
-	Poll(ctx context.Context) ([]kafka.Message, []Ack, error)
+	Poll(ctx context.Context) ([]kafka.Message, []func(error), error)
 	// WriteResults produces results and dead letters (the key picks the
 	// partition) and returns once the broker acknowledged all of them.
 	WriteResults(ctx context.Context, msgs []kafka.Message) error
@@ -69,8 +55,8 @@ type EventLog interface {
 	Commit(ctx context.Context, commit bool) error
 }
 
-// EventConfig configures the event pipeline.
-type EventConfig struct {
+// Config configures the event pipeline.
+type Config struct {
 	ModelVersion    string // "name/version" of the running model; states of other versions are not used
 	Model           string // model name, for the output headers
 	OutputTopic     string
@@ -78,18 +64,16 @@ type EventConfig struct {
 	ChangelogTopic  string
 	// MaxMessageBytes: larger input messages are dead-lettered undecoded.
 	MaxMessageBytes int
-	// MaxStepRows bounds the rows of one Step run (0: no bound).
-	MaxStepRows int
 	// Engines is how many Step runs of one round may go concurrently; match
 	// it to the model's session pool. 0 or 1: one at a time.
 	Engines int
 	// Log receives at most a line or two per poll about what it did not
 	// apply (states of another model version, events already applied),
 	// with counts, partitions and offsets, never student ids; nil discards.
-	Log *slog.Logger
+	Logger *slog.Logger
 }
 
-func (c EventConfig) validate() error {
+func (c Config) validate() error {
 	var errs []error
 	add := func(cond bool, format string, args ...any) {
 		if cond {
@@ -100,17 +84,15 @@ func (c EventConfig) validate() error {
 	add(c.OutputTopic == "", "event pipeline: OutputTopic is empty; name the topic for results")
 	add(c.DeadLetterTopic == "", "event pipeline: DeadLetterTopic is empty; bad events need a topic to go to")
 	add(c.ChangelogTopic == "", "event pipeline: ChangelogTopic is empty; states need a changelog topic")
-	add(c.MaxStepRows < 0, "event pipeline: MaxStepRows %d is negative; use 0 for no bound", c.MaxStepRows)
-	add(c.Engines < 0, "event pipeline: Engines %d is negative; use the model's session count", c.Engines)
 	return errors.Join(errs...)
 }
 
-// EventProgress counts what the event pipeline did; readable while it runs.
+// Progress counts what the event pipeline did; readable while it runs.
 // The per-event counters (Applied, Skipped, Rejected, VersionResets,
 // NotOwned) count a poll once it is committed: an aborted exactly-once poll
 // comes again and is counted then, not twice. Consumed, StepRuns and
 // StepRows count work done, aborted or not.
-type EventProgress struct {
+type Progress struct {
 	Consumed      atomic.Int64 // messages polled
 	Applied       atomic.Int64 // events applied to a state (one result each)
 	Skipped       atomic.Int64 // events at or before their state's offset: already applied
@@ -126,10 +108,10 @@ type EventProgress struct {
 // it: its offset is never committed here, and the new owner applies it.
 var errNotOwned = errors.New("the partition was revoked before the event was applied")
 
-// EventPipeline applies events to carried per-student state: each poll's
-// events are grouped by partition and student, applied in rounds of one
-// Step run each (one row per student per round, a student's events in
-// offset order), and made durable in the order results → changelog → input
+// Pipeline applies events to carried per-student state: each poll's
+// events are grouped by partition and student, applied by a Stepper (one
+// row per student per round, a student's events in offset order), and made
+// durable in the order results → changelog → input
 // offsets (or in one transaction).
 //
 // A poll's new states stay with the poll until it is committed, and only
@@ -148,12 +130,13 @@ var errNotOwned = errors.New("the partition was revoked before the event was app
 // that End needs), so after End the pipeline re-takes mu and keeps a new
 // state in memory only if its partition was not revoked meanwhile: the
 // generation counter tells.
-type EventPipeline struct {
-	cfg      EventConfig
-	engine   EventEngine
-	store    StateStore
-	log      EventLog
-	progress *EventProgress
+type Pipeline struct {
+	cfg      Config
+	engine   Engine
+	stepper  *Stepper
+	store    Store
+	log      Log
+	progress *Progress
 	output   columnar.Config
 
 	mu    sync.Mutex
@@ -161,28 +144,29 @@ type EventPipeline struct {
 	gen   uint64
 }
 
-// NewEventPipeline checks cfg and the engine.
-func NewEventPipeline(cfg EventConfig, engine EventEngine, store StateStore, log EventLog, progress *EventProgress) (*EventPipeline, error) {
-	if err := cfg.validate(); err != nil {
+// NewPipeline checks cfg and the engine.
+func NewPipeline(cfg Config, engine Engine, store Store, log Log, progress *Progress) (*Pipeline, error) {
+	stepper, err := NewStepper(engine, StepperConfig{Engines: cfg.Engines})
+	if err != nil {
+		err = fmt.Errorf("event pipeline: model %s: %w", cfg.ModelVersion, err)
+	}
+	if err := errors.Join(cfg.validate(), err); err != nil {
 		return nil, err
 	}
-	if engine.StateSize() < 1 {
-		return nil, fmt.Errorf("model %s cannot carry state: it has no step signature; re-export it with `python -m dkt.upgrade --model DIR`", cfg.ModelVersion)
-	}
 	if progress == nil {
-		progress = new(EventProgress)
+		progress = new(Progress)
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	output := columnar.Config{NumSkills: engine.NumSkills(), ModelVersion: cfg.ModelVersion, WithSource: true}
-	return &EventPipeline{cfg: cfg, engine: engine, store: store, log: log, progress: progress, output: output,
+	return &Pipeline{cfg: cfg, engine: engine, stepper: stepper, store: store, log: log, progress: progress, output: output,
 		owned: map[int32]uint64{}}, nil
 }
 
 // PartitionsAssigned says the partitions' states are restored: their events
 // may be applied from now on.
-func (p *EventPipeline) PartitionsAssigned(partitions []int32) {
+func (p *Pipeline) PartitionsAssigned(partitions []int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, part := range partitions {
@@ -193,7 +177,7 @@ func (p *EventPipeline) PartitionsAssigned(partitions []int32) {
 
 // PartitionsRevoked waits for the poll being applied, then forgets the
 // partitions' states: their next owner restores them from the changelog.
-func (p *EventPipeline) PartitionsRevoked(partitions []int32) {
+func (p *Pipeline) PartitionsRevoked(partitions []int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, part := range partitions {
@@ -205,7 +189,7 @@ func (p *EventPipeline) PartitionsRevoked(partitions []int32) {
 // Run applies polls until ctx ends (the current poll is finished first) or a
 // fatal error: an engine, store or write failure stops the worker, because
 // retrying would hide it; unfinished input is redelivered after a restart.
-func (p *EventPipeline) Run(ctx context.Context) error {
+func (p *Pipeline) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		msgs, acks, err := p.log.Poll(ctx)
 		if err != nil {
@@ -233,7 +217,8 @@ type studentEvents struct {
 	student   string
 	gen       uint64 // ownership generation of the partition when applied
 	rec       state.Record
-	events    []int // indexes into the poll, in offset order
+	events    []int   // indexes into the poll, in offset order
+	step      Student // the events still to apply, on rec.State
 }
 
 // appliedState is a state the poll produced, with where the changelog has it.
@@ -243,7 +228,7 @@ type appliedState struct {
 	changelogOffset int64
 }
 
-func (p *EventPipeline) poll(ctx context.Context, msgs []kafka.Message, acks []Ack) error {
+func (p *Pipeline) poll(ctx context.Context, msgs []kafka.Message, acks []func(error)) error {
 	ackAll := func(err error) {
 		for _, ack := range acks {
 			if ack != nil {
@@ -312,7 +297,7 @@ func (r *offsetRange) add(offset int64) {
 // report counts a committed poll and logs, in one line each, the events it
 // skipped and the states it could not use. Lines name partitions, offsets and
 // versions, never students: ids are personal data and stay out of logs.
-func (p *EventPipeline) report(out pollOutcome) {
+func (p *Pipeline) report(out pollOutcome) {
 	p.progress.Applied.Add(int64(out.applied))
 	p.progress.Rejected.Add(int64(out.rejected))
 	p.progress.NotOwned.Add(int64(out.notOwned))
@@ -325,7 +310,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 			spans = append(spans, fmt.Sprintf("partition %d offsets %d..%d (%d)", part, r.first, r.last, r.n))
 		}
 		p.progress.Skipped.Add(int64(total))
-		p.cfg.Log.Info("dktscore: events already applied to their students' states skipped (a redelivery after a restart or rebalance)",
+		p.cfg.Logger.Info("dktscore: events already applied to their students' states skipped (a redelivery after a restart or rebalance)",
 			"skipped", total, "where", strings.Join(spans, ", "))
 	}
 	if len(out.resets) > 0 {
@@ -339,7 +324,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 			}
 		}
 		p.progress.VersionResets.Add(int64(total))
-		p.cfg.Log.Warn("dktscore: states of another model version or size not used; those students start over (re-bootstrap the changelog after changing the model)",
+		p.cfg.Logger.Warn("dktscore: states of another model version or size not used; those students start over (re-bootstrap the changelog after changing the model)",
 			"students", total, "states", strings.Join(spans, ", "), "model_version", p.cfg.ModelVersion, "model_state_size", p.engine.StateSize())
 	}
 }
@@ -347,7 +332,7 @@ func (p *EventPipeline) report(out pollOutcome) {
 // apply decodes, groups, steps and writes one poll; p.mu is held. It
 // returns the new states to keep once the poll is committed, each message's
 // ack error and what to count then.
-func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome, error) {
+func (p *Pipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOutcome, error) {
 	numSkills := p.engine.NumSkills()
 	out := pollOutcome{ackErrs: make([]error, len(msgs)), skipped: map[int32]*offsetRange{}, resets: map[int32]map[string]int{}}
 	decoded := make([]records.Event, len(msgs))
@@ -361,9 +346,9 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOu
 			out.notOwned++
 			continue
 		}
-		ev, reject := DecodeEventMessage(m, numSkills, p.cfg.MaxMessageBytes)
+		ev, reject := decodeEvent(m, numSkills, p.cfg.MaxMessageBytes)
 		if reject != nil {
-			deadLetters = append(deadLetters, deadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
+			deadLetters = append(deadLetters, kafka.DeadLetter(m, p.cfg.DeadLetterTopic, reject.Reason))
 			continue
 		}
 		decoded[i] = ev
@@ -378,7 +363,6 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOu
 	}
 
 	// Load each student's state and drop the events it already holds.
-	var rounds int
 	for _, g := range order {
 		rec, reset, err := p.startingState(ctx, msgs[g.events[0]], g.student)
 		if err != nil {
@@ -406,10 +390,9 @@ func (p *EventPipeline) apply(ctx context.Context, msgs []kafka.Message) (pollOu
 			pending = append(pending, i)
 		}
 		g.events = pending
-		rounds = max(rounds, len(pending))
 	}
 
-	rows, err := p.step(ctx, msgs, decoded, order, rounds)
+	rows, err := p.step(ctx, msgs, decoded, order)
 	if err != nil {
 		return pollOutcome{}, err
 	}
@@ -462,7 +445,7 @@ type partitionStudent struct {
 // message) applies to: the stored one, or no history when there is none or
 // it cannot be used; then reset names the unusable state's model version
 // (and size) for the poll's log line.
-func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, student string) (rec state.Record, reset string, err error) {
+func (p *Pipeline) startingState(ctx context.Context, first kafka.Message, student string) (rec state.Record, reset string, err error) {
 	partition := first.Partition
 	rec, found, err := p.store.Get(ctx, partition, student)
 	if err != nil {
@@ -485,73 +468,46 @@ func (p *EventPipeline) startingState(ctx context.Context, first kafka.Message, 
 	return rec, "", nil
 }
 
-// step applies the pending events in rounds: round r takes the r-th pending
-// event of every student that has one, so each Step run has one row per
-// student and a student's events are applied in offset order. A round's rows
-// are split into up to Engines runs that go concurrently (the model's
-// session pool); rounds follow one another, as each needs the last's states.
-func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents, rounds int) ([]columnar.EventRow, error) {
-	s, size := p.engine.NumSkills(), p.engine.StateSize()
-	// The poll's buffers, allocated once: a round has at most one row per
-	// student, so the step inputs of every round fit in len(order) rows; the
-	// result rows keep slices of mastery, which has a row per pending event.
+// step applies each student's pending events to its state with the stepper
+// (in rounds: one Step row per student per round) and returns a result row
+// per event.
+func (p *Pipeline) step(ctx context.Context, msgs []kafka.Message, decoded []records.Event, order []*studentEvents) ([]columnar.EventRow, error) {
+	s := p.engine.NumSkills()
 	pending := 0
 	for _, g := range order {
 		pending += len(g.events)
 	}
-	rows := make([]columnar.EventRow, 0, pending)
+	// The result rows keep slices of mastery, allocated once for the poll.
 	mastery := make([]float32, pending*s)
-	skills, correct := make([]int32, len(order)), make([]int32, len(order))
-	states := make([]float32, len(order)*size)
-	var batch []*studentEvents
-	for r := range rounds {
-		batch = batch[:0]
-		for _, g := range order {
-			if len(g.events) > r {
-				batch = append(batch, g)
-			}
+	var students []*Student
+	for _, g := range order {
+		n := len(g.events)
+		if n == 0 {
+			continue
 		}
-		runs := p.splitRound(batch)
-		errs := make([]error, len(runs))
-		var wg sync.WaitGroup
-		at := 0 // first row of the next run in the round's input buffers
-		for k := range runs {
-			run := &runs[k]
-			n := len(run.rows)
-			run.skills, run.correct, run.state = skills[at:at+n], correct[at:at+n], states[at*size:(at+n)*size]
-			run.mastery, mastery = mastery[:n*s:n*s], mastery[n*s:]
-			at += n
-			for j, g := range run.rows {
-				ev := decoded[g.events[r]]
-				run.skills[j], run.correct[j] = ev.SkillID, int32(ev.Correct)
-				copy(run.state[j*size:], g.rec.State)
-			}
-			wg.Go(func() {
-				errs[k] = p.engine.Step(ctx, run.skills, run.correct, run.state, run.state, run.mastery)
-			})
+		g.step = Student{ID: g.student, State: g.rec.State, Skills: make([]int32, n), Correct: make([]int8, n), Mastery: mastery[: n*s : n*s]}
+		mastery = mastery[n*s:]
+		for k, i := range g.events {
+			g.step.Skills[k], g.step.Correct[k] = decoded[i].SkillID, decoded[i].Correct
 		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return nil, fmt.Errorf("stepping %d students: %w", len(batch), err)
-		}
-		for _, run := range runs {
-			if err := p.checkFinite(msgs, run, r); err != nil {
-				return nil, err
-			}
-		}
-		p.progress.StepRuns.Add(int64(len(runs)))
-		p.progress.StepRows.Add(int64(len(batch)))
-		for _, run := range runs {
-			for j, g := range run.rows {
-				i := g.events[r]
-				m := msgs[i]
-				copy(g.rec.State, run.state[j*size:(j+1)*size])
-				g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
-				g.rec.Events++
-				rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
-					SkillID: run.skills[j], Correct: int8(run.correct[j]), Events: g.rec.Events, Mastery: run.mastery[j*s : (j+1)*s],
-					SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
-			}
+		students = append(students, &g.step)
+	}
+	stats, err := p.stepper.Apply(ctx, students)
+	p.progress.StepRuns.Add(int64(stats.Runs))
+	p.progress.StepRows.Add(int64(stats.Rows))
+	if err != nil {
+		return nil, p.stepError(msgs, order, err)
+	}
+
+	rows := make([]columnar.EventRow, 0, pending)
+	for _, g := range order {
+		for k, i := range g.events {
+			m := msgs[i]
+			g.rec.Partition, g.rec.Offset = m.Partition, m.Offset
+			g.rec.Events++
+			rows = append(rows, columnar.EventRow{StudentID: g.student, EventOffset: m.Offset,
+				SkillID: g.step.Skills[k], Correct: g.step.Correct[k], Events: g.rec.Events, Mastery: g.step.Mastery[k*s : (k+1)*s],
+				SourceTopic: m.Topic, SourcePartition: m.Partition, SourceOffset: m.Offset})
 		}
 	}
 	// Within a poll, results go out by partition and offset. Across messages
@@ -568,72 +524,29 @@ func (p *EventPipeline) step(ctx context.Context, msgs []kafka.Message, decoded 
 	return rows, nil
 }
 
-// checkFinite fails the poll when the model returned a NaN or infinite
-// state or mastery for a row of round r: written to the changelog, such a
-// state would be refused on every later read (DecodeRecord) and block the
-// partition for good, so nothing of the poll is written.
-func (p *EventPipeline) checkFinite(msgs []kafka.Message, run stepRun, r int) error {
-	size, s := p.engine.StateSize(), p.engine.NumSkills()
-	for j, g := range run.rows {
-		what, bad := "", float32(0)
-		if k := nonFinite(run.state[j*size : (j+1)*size]); k >= 0 {
-			what, bad = fmt.Sprintf("state[%d]", k), run.state[j*size+k]
-		} else if k := nonFinite(run.mastery[j*s : (j+1)*s]); k >= 0 {
-			what, bad = fmt.Sprintf("mastery[%d]", k), run.mastery[j*s+k]
-		} else {
+// stepError names the event a NaN or infinite state or mastery came from:
+// written to the changelog, such a state would be refused on every later
+// read (DecodeRecord) and block the partition for good, so the poll fails
+// and nothing of it is written.
+func (p *Pipeline) stepError(msgs []kafka.Message, order []*studentEvents, err error) error {
+	var nonFinite *NonFiniteError
+	if !errors.As(err, &nonFinite) {
+		return err
+	}
+	for _, g := range order {
+		if &g.step != nonFinite.Student {
 			continue
 		}
-		m := msgs[g.events[r]]
+		m := msgs[g.events[nonFinite.Interaction]]
 		return fmt.Errorf("model %s returned %s = %v for the event at %s[%d] offset %d; nothing of this poll was written (a non-finite state would poison the changelog): check the model's weights, or roll back to a version that works",
-			p.cfg.ModelVersion, what, bad, m.Topic, m.Partition, m.Offset)
+			p.cfg.ModelVersion, nonFinite.What, nonFinite.Value, m.Topic, m.Partition, m.Offset)
 	}
-	return nil
+	return err
 }
-
-// nonFinite returns the index of the first NaN or infinity in v, or -1.
-func nonFinite(v []float32) int {
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return i
-		}
-	}
-	return -1
-}
-
-// stepRun is one Step call of a round.
-type stepRun struct {
-	rows            []*studentEvents
-	skills, correct []int32
-	state, mastery  []float32
-}
-
-// minRowsPerRun keeps small rounds in one run: below it, a second session
-// costs more in call overhead than it saves.
-const minRowsPerRun = 16
-
-// splitRound divides a round's rows into runs: at most MaxStepRows rows
-// each, and over up to Engines runs when the round is large enough.
-func (p *EventPipeline) splitRound(batch []*studentEvents) []stepRun {
-	n := len(batch)
-	parts := max(1, min(p.cfg.Engines, n/minRowsPerRun))
-	per := (n + parts - 1) / parts
-	if p.cfg.MaxStepRows > 0 {
-		per = min(per, p.cfg.MaxStepRows)
-	}
-	var runs []stepRun
-	for start := 0; start < n; start += per {
-		runs = append(runs, stepRun{rows: batch[start:min(start+per, n)]})
-	}
-	return runs
-}
-
-// maxResultBytes keeps one result message well under the broker's default
-// message limit, with room for headers and Arrow framing.
-const maxResultBytes = (kafka.DefaultMaxMessageBytes - 64<<10) * 3 / 4
 
 // resultMessages encodes rows as Arrow IPC stream messages of at most about
-// maxResultBytes each.
-func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, error) {
+// kafka.MaxResultBytes each.
+func (p *Pipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Message, error) {
 	var out []kafka.Message
 	now := time.Now()
 	for start := 0; start < len(rows); {
@@ -641,7 +554,7 @@ func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Messag
 		for end < len(rows) {
 			// The mastery floats, the fixed-width columns and the strings.
 			size += 4*p.output.NumSkills + 64 + len(rows[end].StudentID) + len(rows[end].SourceTopic)
-			if size > maxResultBytes && end > start {
+			if size > kafka.MaxResultBytes && end > start {
 				break
 			}
 			end++
@@ -650,25 +563,16 @@ func (p *EventPipeline) resultMessages(rows []columnar.EventRow) ([]kafka.Messag
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p.resultMessage(value, end-start))
+		out = append(out, kafka.ResultMessage(p.cfg.OutputTopic, p.cfg.Model, p.cfg.ModelVersion, end-start, value))
 		start = end
 	}
 	return out, nil
 }
 
-func (p *EventPipeline) resultMessage(value []byte, rows int) kafka.Message {
-	return kafka.Message{Topic: p.cfg.OutputTopic, Value: value, Headers: map[string][]byte{
-		HeaderContentType:  []byte(ArrowStreamType),
-		HeaderModel:        []byte(p.cfg.Model),
-		HeaderModelVersion: []byte(p.cfg.ModelVersion),
-		HeaderRows:         []byte(strconv.Itoa(rows)),
-	}}
-}
-
-// DecodeEventMessage turns one message into an event, or the reason it is
+// decodeEvent turns one message into an event, or the reason it is
 // dead-lettered. The key must be the student_id: it is what keeps a
 // student's events in one partition, in order.
-func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
+func decodeEvent(m kafka.Message, numSkills, maxBytes int) (records.Event, *records.RejectError) {
 	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
 	reject := func(student string, kind records.RejectKind, reason string) (records.Event, *records.RejectError) {
 		return records.Event{}, &records.RejectError{Input: where, Record: -1, StudentID: student, Kind: kind, Reason: reason}
@@ -694,23 +598,4 @@ func DecodeEventMessage(m kafka.Message, numSkills, maxBytes int) (records.Event
 		return reject(ev.StudentID, records.RejectBadStudentID, fmt.Sprintf("message key %q is not the student_id %q; key events by student_id so a student's events stay in one partition, in order", m.Key, ev.StudentID))
 	}
 	return ev, nil
-}
-
-// deadLetter is a rejected message with the reason and where it came from,
-// as DeadLetterSink writes it.
-func deadLetter(m kafka.Message, topic, reason string) kafka.Message {
-	headers := map[string][]byte{}
-	for k, v := range m.Headers {
-		headers[k] = v
-	}
-	headers[HeaderReason] = []byte(reason)
-	headers[HeaderSourceTopic] = []byte(m.Topic)
-	headers[HeaderSourcePartition] = []byte(strconv.Itoa(int(m.Partition)))
-	headers[HeaderSourceOffset] = []byte(strconv.FormatInt(m.Offset, 10))
-	value := m.Value
-	if limit := kafka.DefaultMaxMessageBytes - 64<<10; len(value) > limit {
-		headers["dktscore-truncated-from"] = []byte(strconv.Itoa(len(value)))
-		value = value[:limit]
-	}
-	return kafka.Message{Topic: topic, Key: m.Key, Value: value, Headers: headers}
 }

@@ -1,28 +1,20 @@
-package worker
+// Package sequences is sequence mode over Kafka: one input message holds a
+// student's whole history, scored by the worker pipeline. It has the
+// pipeline's Kafka source (MessageSource, DecodeMessage), its sinks
+// (ArrowMessageSink for results, DeadLetterSink for bad input) and the
+// exactly-once loop (RunTransactions).
+package sequences
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
-)
-
-// Header names dktscore writes on output and dead-letter messages.
-const (
-	HeaderContentType     = "content-type"
-	ArrowStreamType       = "application/vnd.apache.arrow.stream"
-	HeaderModel           = "dktscore-model"
-	HeaderModelVersion    = "dktscore-model-version"
-	HeaderRows            = "dktscore-rows"
-	HeaderReason          = "dktscore-reason"
-	HeaderSourceTopic     = "dktscore-source-topic"
-	HeaderSourcePartition = "dktscore-source-partition"
-	HeaderSourceOffset    = "dktscore-source-offset"
+	"github.com/dktscore/dktscore/worker"
 )
 
 // MessageReader is a stream of messages with acks (the Kafka consumer).
@@ -45,34 +37,34 @@ type MessageSource struct {
 	MaxBytes  int // larger values are dead-lettered undecoded
 }
 
-func (s MessageSource) Read(ctx context.Context) (Work, Ack, error) {
+func (s MessageSource) Read(ctx context.Context) (worker.Work, worker.Ack, error) {
 	m, ack, err := s.Reader.Read(ctx)
 	if err != nil {
-		return Work{}, nil, err
+		return worker.Work{}, nil, err
 	}
-	return DecodeMessage(m, s.NumSkills, s.MaxBytes), Ack(ack), nil
+	return DecodeMessage(m, s.NumSkills, s.MaxBytes), worker.Ack(ack), nil
 }
 
 // DecodeMessage turns one message into work: a sequence, or a reject.
-func DecodeMessage(m kafka.Message, numSkills, maxBytes int) Work {
+func DecodeMessage(m kafka.Message, numSkills, maxBytes int) worker.Work {
 	where := fmt.Sprintf("%s[%d]@%d", m.Topic, m.Partition, m.Offset)
 	if maxBytes > 0 && len(m.Value) > maxBytes {
-		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, StudentID: string(m.Key), Kind: records.RejectTooLarge,
+		return worker.Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, StudentID: string(m.Key), Kind: records.RejectTooLarge,
 			Reason: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit; split the history or raise DKTSCORE_MAX_MESSAGE_BYTES", len(m.Value), maxBytes)}}
 	}
 	seq, err := records.DecodeJSONSequence(m.Value, numSkills)
 	var reject *records.RejectError
 	if errors.As(err, &reject) {
 		reject.Input = where
-		return Work{Source: m, Reject: reject}
+		return worker.Work{Source: m, Reject: reject}
 	}
 	if err != nil {
 		// DecodeJSONSequence reports every bad record as a RejectError; any
 		// other error is unexpected, so no record kind can be claimed for it.
-		return Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, Kind: records.RejectOther, Reason: err.Error()}}
+		return worker.Work{Source: m, Reject: &records.RejectError{Input: where, Record: -1, Kind: records.RejectOther, Reason: err.Error()}}
 	}
 	seq.Record = -1
-	return Work{Seq: seq, Source: m}
+	return worker.Work{Seq: seq, Source: m}
 }
 
 // ArrowMessageSink publishes each scored group of students as one message whose
@@ -88,7 +80,7 @@ type ArrowMessageSink struct {
 // Write publishes one message per model version among the results (a model
 // reload between batches can mix them), so each message's version header and
 // schema metadata are true for every row in it.
-func (s ArrowMessageSink) Write(ctx context.Context, results []Result) error {
+func (s ArrowMessageSink) Write(ctx context.Context, results []worker.Result) error {
 	for len(results) > 0 {
 		n := 1
 		for n < len(results) && results[n].ModelVersion == results[0].ModelVersion {
@@ -102,7 +94,7 @@ func (s ArrowMessageSink) Write(ctx context.Context, results []Result) error {
 	return nil
 }
 
-func (s ArrowMessageSink) write(ctx context.Context, results []Result) error {
+func (s ArrowMessageSink) write(ctx context.Context, results []worker.Result) error {
 	cfg := s.Output
 	cfg.WithSource = true
 	if v := results[0].ModelVersion; v != "" {
@@ -119,36 +111,18 @@ func (s ArrowMessageSink) write(ctx context.Context, results []Result) error {
 	if err != nil {
 		return err
 	}
-	return s.Writer.Produce(ctx, kafka.Message{Topic: s.Topic, Value: value, Headers: map[string][]byte{
-		HeaderContentType:  []byte(ArrowStreamType),
-		HeaderModel:        []byte(s.Model),
-		HeaderModelVersion: []byte(cfg.ModelVersion),
-		HeaderRows:         []byte(strconv.Itoa(len(rows))),
-	}})
+	return s.Writer.Produce(ctx, kafka.ResultMessage(s.Topic, s.Model, cfg.ModelVersion, len(rows), value))
 }
 
 // DeadLetterSink sends a rejected message, original key, bytes and headers, to
-// the dead-letter topic with headers naming the reason and where it came from.
+// the dead-letter topic with headers naming the reason and where it came from
+// (kafka.DeadLetter).
 type DeadLetterSink struct {
-	Writer   MessageWriter
-	Topic    string
-	MaxBytes int // a value over this is cut so the dead letter itself fits the broker's limit
+	Writer MessageWriter
+	Topic  string
 }
 
-func (s DeadLetterSink) Reject(ctx context.Context, w Work) error {
+func (s DeadLetterSink) Reject(ctx context.Context, w worker.Work) error {
 	src, _ := w.Source.(kafka.Message)
-	headers := map[string][]byte{}
-	for k, v := range src.Headers {
-		headers[k] = v
-	}
-	headers[HeaderReason] = []byte(w.Reject.Reason)
-	headers[HeaderSourceTopic] = []byte(src.Topic)
-	headers[HeaderSourcePartition] = []byte(strconv.Itoa(int(src.Partition)))
-	headers[HeaderSourceOffset] = []byte(strconv.FormatInt(src.Offset, 10))
-	value := src.Value
-	if s.MaxBytes > 0 && len(value) > s.MaxBytes {
-		headers["dktscore-truncated-from"] = []byte(strconv.Itoa(len(value)))
-		value = value[:s.MaxBytes]
-	}
-	return s.Writer.Produce(ctx, kafka.Message{Topic: s.Topic, Key: src.Key, Value: value, Headers: headers})
+	return s.Writer.Produce(ctx, kafka.DeadLetter(src, s.Topic, w.Reject.Reason))
 }
