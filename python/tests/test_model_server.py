@@ -139,6 +139,22 @@ def test_multi_row_request_matches_python_tf(server, students, predictor):
     assert_close(got, python_tf(predictor, inputs), "5-row request")
 
 
+def test_explicit_version_answers(server, students, references):
+    """model_spec.version set to the served version is answered by it (gRPC and REST, Predict and metadata)."""
+    i = 10
+    request = predict_request(origin_inputs([students[i]], padded_steps(i, students[i])), version=1)
+    response = server.stub.Predict(request, timeout=TIMEOUT)
+    assert response.model_spec.version.value == 1, response.model_spec
+    assert_close(pred_all(response)[0], references[i], f"student {i} asking for version 1")
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest()
+    metadata.model_spec.name = MODEL_NAME
+    metadata.model_spec.version.value = 1
+    metadata.metadata_field.append("signature_def")
+    assert server.stub.GetModelMetadata(metadata, timeout=30).model_spec.version.value == 1
+    status, body = server.rest(f"/v1/models/{MODEL_NAME}/versions/1/metadata")
+    assert status == 200 and str(body["model_spec"]["version"]) == "1", body
+
+
 def test_repeated_field_encoding_matches_tensor_content(server, students, predictor):
     """TensorProtos whose values come in int_val/float_val (not tensor_content) decode the same."""
     rows = [students[5], students[6]]
@@ -422,7 +438,7 @@ def test_full_batch_queue_answers_unavailable_as_tf_serving(tmp_path, students, 
     base.mkdir()
     shutil.copytree(ROOT / "models" / "dkt" / "1", base / "1")
     params = tmp_path / "tiny-queue.txt"
-    params.write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+    params.write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 100 }\n"
                       "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
     server = ModelServer(tmp_path, base, "--enable_batching=true", f"--batching_parameters_file={params}", batching=False)
     i = max(range(len(students)), key=lambda k: len(students[k].skills) if len(students[k].skills) < 1500 else 0)
