@@ -202,7 +202,11 @@ func (s *Set) Resolve(args []string, environ []string) (Result, error) {
 		}
 		for _, check := range st.checks {
 			if err := check(); err != nil {
-				problems = append(problems, fmt.Errorf("%s %s %w", st.Name(), st.value.String(), err))
+				if v := st.value.String(); v != "" {
+					problems = append(problems, fmt.Errorf("%s %s %w", st.Name(), v, err))
+				} else {
+					problems = append(problems, fmt.Errorf("%s %w", st.Name(), err))
+				}
 			}
 		}
 	}

@@ -101,7 +101,7 @@ func (c *Config) applyBatchingParameters() error {
 // ignored: a setting that silently did nothing would mislead.
 //
 //	max_batch_size       → sequences per batch (--batch-size)
-//	batch_timeout_micros → longest a partly filled batch waits while every session is busy (--max-delay)
+//	batch_timeout_micros → longest a partly filled batch waits while every session is busy (--max-delay; 0 = 1µs)
 //	max_enqueued_batches → × max_batch_size: sequences waiting for the batcher (--max-queued-sequences)
 //	num_batch_threads    → concurrent TensorFlow sessions (--sessions)
 func (c *Config) readBatchingParameters(path string) error {
@@ -144,8 +144,13 @@ func (c *Config) readBatchingParameters(path string) error {
 		c.BatchSize = int(p.MaxBatchSize.Value)
 	}
 	if p.BatchTimeoutMicros != nil {
-		errs = append(errs, positive("batch_timeout_micros", p.BatchTimeoutMicros.Value))
-		c.MaxDelay = time.Duration(p.BatchTimeoutMicros.Value) * time.Microsecond
+		micros := p.BatchTimeoutMicros.Value
+		if micros < 0 {
+			errs = append(errs, fmt.Errorf("--batching_parameters_file %s: batch_timeout_micros is %d; it must not be negative", path, micros))
+		}
+		// TF Serving's 0 means "never wait for more"; the batcher needs a
+		// positive delay, and one microsecond is the same in practice.
+		c.MaxDelay = time.Duration(max(micros, 1)) * time.Microsecond
 	}
 	if p.MaxEnqueuedBatches != nil {
 		errs = append(errs, positive("max_enqueued_batches", p.MaxEnqueuedBatches.Value))

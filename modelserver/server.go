@@ -255,14 +255,16 @@ func (s *Server) Predict(ctx context.Context, req *apis.PredictRequest) (*apis.P
 			return nil, status.Errorf(codes.Unavailable, "model %s changed version while the request was scored (%s and %s); retry", name, scoredBy, v)
 		}
 	}
-	if version != "" && scoredBy != name+"/"+version {
-		return nil, status.Errorf(codes.Unavailable, "version %s of model %s was replaced by %s while the request waited; retry", version, name, scoredBy)
+	// scoredBy is the version directory's "base/version"; requests name the
+	// model by --model_name, so only the version number is compared.
+	_, v, _ := strings.Cut(scoredBy, "/")
+	if version != "" && v != version {
+		return nil, status.Errorf(codes.Unavailable, "version %s of model %s was replaced by version %s while the request waited; retry", version, name, v)
 	}
 	padded, err := s.paddedStep(ctx, scoredBy)
 	if err != nil {
 		return nil, err
 	}
-	_, v, _ := strings.Cut(scoredBy, "/")
 	number, _ := strconv.ParseInt(v, 10, 64)
 	return &apis.PredictResponse{
 		ModelSpec: &apis.ModelSpec{Name: name, VersionChoice: &apis.ModelSpec_Version{Version: wrapperspb.Int64(number)}, SignatureName: sig},
