@@ -79,7 +79,7 @@ bench-go: build
 # Each decoder's fuzz target for FUZZTIME; crashers land in testdata/fuzz as seeds.
 FUZZTIME ?= 30s
 fuzz: setup
-	for pkg in ./io/records ./state; do \
+	for pkg in ./io/records ./state ./modelserver; do \
 		for target in $$(go test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg || exit 1; \
 		done; \
