@@ -1,6 +1,7 @@
 package modelserver
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -29,14 +30,14 @@ import (
 // TF Serving would have answered: [B, max_steps, S], the padded positions
 // holding what the model gives there.
 //
-// Event order of a call. Predict decodes the request and reserves one queue
-// slot per row, or refuses at once (RESOURCE_EXHAUSTED) when the queue is
-// full; the rows go on the queue channel. The pipeline's source takes a row
-// off (freeing its slot) and skips it if its call has ended (deadline,
-// cancel): nothing is scored for a caller who left. The sink delivers each
-// scored row to its call; the call's last row wakes Predict, which answers.
-// A row the pipeline cannot score (it stopped, the model failed) fails its
-// call with UNAVAILABLE.
+// Event order of a call. Predict decodes the request and queues all its
+// rows, or refuses at once (RESOURCE_EXHAUSTED) when they do not fit. The
+// pipeline's source takes rows off the queue; one whose call has ended is
+// skipped, and a call that ends takes its waiting rows out itself, so
+// nothing is scored — or kept — for a caller who left. The sink delivers
+// each scored row to its call; the call's last row wakes Predict, which
+// answers. A row the pipeline cannot score (it stopped, the model failed)
+// fails its call with UNAVAILABLE.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
@@ -47,20 +48,16 @@ type Server struct {
 	progress  *worker.Progress
 	status    *versionStatus
 
-	queue  chan *row
-	queued atomic.Int64 // rows reserved on queue: its length, plus calls about to send
+	queue *queue
 
 	padded sync.Map // "name/version" → []float32, what the model gives at a padded step
-
-	mu      sync.RWMutex // guards stopped against enqueues racing the pipeline's end
-	stopped bool
 }
 
 // newServer prepares the server for versions; Run starts its pipeline.
 func newServer(cfg Config, versions *model.Versions, batches *worker.Metrics, progress *worker.Progress, status *versionStatus, log *slog.Logger) (*Server, error) {
 	m := versions.Current()
 	s := &Server{cfg: cfg, log: log, versions: versions, numSkills: m.NumSkills, batches: batches, progress: progress, status: status,
-		queue: make(chan *row, cfg.MaxQueuedSequences)}
+		queue: newQueue(cfg.MaxQueuedSequences)}
 	if _, err := s.paddedStep(context.Background(), m.Name+"/"+m.Version); err != nil {
 		return nil, err
 	}
@@ -71,6 +68,7 @@ func newServer(cfg Config, versions *model.Versions, batches *worker.Metrics, pr
 type call struct {
 	ctx       context.Context
 	decoded   decodedRequest
+	rows      []*row
 	results   [][]float32 // per row: pred_all[0:len, :]
 	versions  []string    // per row: the "name/version" that scored it
 	remaining atomic.Int32
@@ -81,8 +79,9 @@ type call struct {
 
 // row is one sequence of a call on its way through the pipeline.
 type row struct {
-	call  *call
-	index int
+	call    *call
+	index   int
+	waiting *list.Element // its place in the queue while it waits; guarded by the queue's lock
 }
 
 func (c *call) deliver(i int, trajectory []float32, version string) {
@@ -107,32 +106,17 @@ func (c *call) finishRow() {
 
 var errStopped = errors.New("the server is stopping")
 
-// enqueue reserves a slot per row and queues them, or refuses the call.
+// enqueue queues the call's rows, or refuses the call.
 func (s *Server) enqueue(c *call) error {
-	n := int64(len(c.decoded.seqs))
-	if n > int64(s.cfg.MaxQueuedSequences) {
+	if n := len(c.decoded.seqs); n > s.cfg.MaxQueuedSequences {
 		return status.Errorf(codes.InvalidArgument, "the request has %d sequences, more than the server queues at once (%d, --max-queued-sequences); split it",
 			n, s.cfg.MaxQueuedSequences)
 	}
-	for {
-		cur := s.queued.Load()
-		if cur+n > int64(s.cfg.MaxQueuedSequences) {
-			return status.Errorf(codes.ResourceExhausted, "the queue is full (%d sequences waiting, limit %d); retry later", cur, s.cfg.MaxQueuedSequences)
-		}
-		if s.queued.CompareAndSwap(cur, cur+n) {
-			break
-		}
+	c.rows = make([]*row, len(c.decoded.seqs))
+	for i := range c.rows {
+		c.rows[i] = &row{call: c, index: i}
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		s.queued.Add(-n)
-		return status.Error(codes.Unavailable, errStopped.Error())
-	}
-	for i := range c.decoded.seqs {
-		s.queue <- &row{call: c, index: i} // never blocks: the slots are reserved
-	}
-	return nil
+	return s.queue.push(c.rows)
 }
 
 // source hands the pipeline the queued rows.
@@ -140,13 +124,10 @@ type source struct{ s *Server }
 
 func (src source) Read(ctx context.Context) (worker.Work, worker.Ack, error) {
 	for {
-		var r *row
-		select {
-		case r = <-src.s.queue:
-		case <-ctx.Done():
-			return worker.Work{}, nil, ctx.Err()
+		r, err := src.s.queue.pop(ctx)
+		if err != nil {
+			return worker.Work{}, nil, err
 		}
-		src.s.queued.Add(-1)
 		if err := r.call.ctx.Err(); err != nil {
 			r.call.fail(err) // the caller left: do not score it
 			continue
@@ -191,18 +172,8 @@ func (s *Server) Run(ctx context.Context) error {
 	batches.FlushWhenIdle = true
 	cfg := worker.Config{Batching: batches, Engines: s.cfg.Sessions, Trajectory: true, Observer: s.batches}
 	_, err := worker.Run(ctx, cfg, source{s}, scoring.Engine(s.versions), sink{}, rejects{}, s.progress)
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
-	for {
-		select {
-		case r := <-s.queue:
-			s.queued.Add(-1)
-			r.call.fail(errStopped)
-			continue
-		default:
-		}
-		break
+	for _, r := range s.queue.close() {
+		r.call.fail(errStopped)
 	}
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -241,6 +212,7 @@ func (s *Server) Predict(ctx context.Context, req *apis.PredictRequest) (*apis.P
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		s.queue.remove(c.rows)
 		return nil, contextStatus(ctx.Err())
 	}
 	if c.err != nil {
