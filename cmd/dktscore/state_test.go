@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dktscore/dktscore/internal/kafkatest"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/state"
@@ -20,11 +20,7 @@ import (
 
 func testBrokers(t *testing.T) kafka.ClientConfig {
 	t.Helper()
-	v := os.Getenv("DKTSCORE_KAFKA_BROKERS")
-	if v == "" {
-		t.Skip("set DKTSCORE_KAFKA_BROKERS (scripts/kafka-local start) to run")
-	}
-	return kafka.ClientConfig{Brokers: strings.Split(v, ","), ClientID: "dktscore-test"}
+	return kafka.ClientConfig{Brokers: kafkatest.Brokers(t), ClientID: "dktscore-test"}
 }
 
 func uniqueTopic(t *testing.T, what string) string {
