@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"syscall"
+
+	"github.com/dktscore/dktscore/config"
 )
 
 const usage = `dktscore scores student interaction histories with a Deep Knowledge Tracing SavedModel.
@@ -69,4 +72,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dktscore: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// writeProblems prints an invalid configuration: one line per problem, then
+// the unknown variables as warnings.
+func writeProblems(w io.Writer, command string, err error, unknown []config.Unknown) {
+	fmt.Fprintf(w, "%s: invalid configuration:\n", command)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "  - %s\n", line)
+	}
+	for _, u := range unknown {
+		fmt.Fprintf(w, "  - warning: %s\n", u.Warning(command))
+	}
+	fmt.Fprintf(w, "Run '%s --help' for every setting with its default and meaning.\n", command)
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/dktscore/dktscore/config"
@@ -64,17 +62,4 @@ func configureServe(args, environ []string, stdout, stderr io.Writer) (cfg servi
 	}
 	writeProblems(stderr, "dktscore serve", err, res.Unknown)
 	return cfg, nil, 2, true
-}
-
-// writeProblems prints an invalid configuration: one line per problem, then
-// the unknown variables as warnings.
-func writeProblems(w io.Writer, command string, err error, unknown []config.Unknown) {
-	fmt.Fprintf(w, "%s: invalid configuration:\n", command)
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintf(w, "  - %s\n", line)
-	}
-	for _, u := range unknown {
-		fmt.Fprintf(w, "  - warning: %s\n", u.Warning(command))
-	}
-	fmt.Fprintf(w, "Run '%s --help' for every setting with its default and meaning.\n", command)
 }
