@@ -118,7 +118,10 @@ type frontDoorRow struct {
 	// repeats that code's count, the server's "queue full".
 	Errors            map[string]int `json:"errors"`
 	ResourceExhausted int            `json:"resource_exhausted"`
-	Server            *serverWindow  `json:"server,omitempty"` // with --metrics
+	// ClientCPU is this load generator's CPU time over the window: on a
+	// machine it shares with the server, what the clients took from it.
+	ClientCPU float64       `json:"client_cpu_s"`
+	Server    *serverWindow `json:"server,omitempty"` // with --metrics
 }
 
 // FrontDoor runs the front-door benchmark: one row per entry of --clients,
@@ -204,13 +207,15 @@ func runPoint(ctx context.Context, conn *grpc.ClientConn, reqs []request, client
 	}
 	var before, after metricSample
 	var scrapeErr error
+	sleepUntil(ctx, from)
+	cpuFrom := cpuSeconds()
 	if f.metrics != "" {
-		sleepUntil(ctx, from)
 		before, scrapeErr = scrape(ctx, f.metrics)
-		sleepUntil(ctx, to)
-		if scrapeErr == nil {
-			after, scrapeErr = scrape(ctx, f.metrics)
-		}
+	}
+	sleepUntil(ctx, to)
+	cpuTo := cpuSeconds()
+	if f.metrics != "" && scrapeErr == nil {
+		after, scrapeErr = scrape(ctx, f.metrics)
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -220,7 +225,7 @@ func runPoint(ctx context.Context, conn *grpc.ClientConn, reqs []request, client
 		return frontDoorRow{}, fmt.Errorf("--metrics %s: %w", f.metrics, scrapeErr)
 	}
 
-	res := frontDoorRow{Row: "m", Clients: clients, Seconds: f.duration.Seconds(), Errors: map[string]int{}}
+	res := frontDoorRow{Row: "m", Clients: clients, Seconds: f.duration.Seconds(), Errors: map[string]int{}, ClientCPU: cpuTo - cpuFrom}
 	var all []time.Duration
 	var total time.Duration
 	for _, l := range logs {

@@ -25,6 +25,9 @@ type serverWindow struct {
 	BusySessions     float64 `json:"busy_sessions"`
 	// Padding is real ÷ computed steps of the window's batches.
 	Padding float64 `json:"padding_efficiency"`
+	// CPUSeconds is the server process's CPU time over the window
+	// (process_cpu_seconds_total), TensorFlow's threads included.
+	CPUSeconds float64 `json:"cpu_s"`
 }
 
 // metricSample is one scrape: each sample's value by its series, e.g.
@@ -87,7 +90,7 @@ func parseMetrics(r io.Reader) (metricSample, error) {
 func window(before, after metricSample, d time.Duration) *serverWindow {
 	delta := func(series string) float64 { return after[series] - before[series] }
 	w := &serverWindow{Batches: int(delta("dktscore_batch_size_count")), Sequences: int(delta("dktscore_batch_size_sum")),
-		Flushes: map[string]int{}, InferenceSeconds: delta("dktscore_inference_seconds_sum")}
+		Flushes: map[string]int{}, InferenceSeconds: delta("dktscore_inference_seconds_sum"), CPUSeconds: delta("process_cpu_seconds_total")}
 	if w.Batches > 0 {
 		w.MeanBatchSize = float64(w.Sequences) / float64(w.Batches)
 	}

@@ -86,7 +86,8 @@ def point_line(mode, r):
     w = r.get("server") or {}
     return (f"batching {mode:3} {r['clients']:4} clients: {r['requests_per_s']:8.1f} req/s {r['interactions_per_s']:9.0f} int/s "
             f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms errors {errors_text(r)}; mean batch {w.get('mean_batch_size', 0):.2f}, "
-            f"flushes {w.get('flushes')}, busy sessions {w.get('busy_sessions', 0):.2f}")
+            f"flushes {w.get('flushes')}, busy sessions {w.get('busy_sessions', 0):.2f}, "
+            f"cores server {w.get('cpu_s', 0) / r['duration_s']:.2f} client {r['client_cpu_s'] / r['duration_s']:.2f}")
 
 
 def by_clients(m, mode, clients):
@@ -131,15 +132,17 @@ def section(m, provenance, command=None, machine=None):
              f"students of the test split from its own offset, and the next request when the answer (pred_all with "
              f"T·num_skills values) arrives. Each point: {m['warmup_s']:g} s unrecorded, then {m['duration_s']:g} s "
              f"recorded; on and off alternate point by point. Mean batch, flushes and busy sessions are the "
-             f"server's own metrics over the window (busy sessions = session run seconds ÷ window; 2 sessions).", ""]
+             f"server's own metrics over the window (busy sessions = session run seconds ÷ window; 2 sessions); server "
+             f"and client cores are each process's CPU seconds ÷ window: the load generator runs on the same machine "
+             f"and takes its share of the cores.", ""]
     if machine:
         lines += [f"- Machine: {machine}"]
     if command:
         lines += [f"- Command: `{command}`"]
     lines += [f"- Servers: `{m['commands']['on']}` and `… --enable_batching=false`; peak RSS "
               f"{m['peak_rss_kib']['on'] / 1024:.0f} MiB (on), {m['peak_rss_kib']['off'] / 1024:.0f} MiB (off)", "",
-              "| clients | batching | requests/s | interactions/s | p50 ms | p99 ms | errors | mean batch | flushes by reason | busy sessions |",
-              "|---:|---|---:|---:|---:|---:|---|---:|---|---:|"]
+              "| clients | batching | requests/s | interactions/s | p50 ms | p99 ms | errors | mean batch | flushes by reason | busy sessions | server cores | client cores |",
+              "|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
     clients = sorted({r["clients"] for rows in m["points"].values() for r in rows})
     for n in clients:
         for mode, _ in MODES:
@@ -150,7 +153,8 @@ def section(m, provenance, command=None, machine=None):
             flushes = ", ".join(f"{k} {v}" for k, v in sorted(w.get("flushes", {}).items())) or "–"
             lines.append(f"| {n} | {mode} | {r['requests_per_s']:,.1f} | {r['interactions_per_s']:,.0f} | {r['p50_ms']:.1f} | "
                          f"{r['p99_ms']:.1f} | {errors_text(r)} | {w.get('mean_batch_size', 0):.2f} | {flushes} | "
-                         f"{w.get('busy_sessions', 0):.2f} |")
+                         f"{w.get('busy_sessions', 0):.2f} | {w.get('cpu_s', 0) / r['duration_s']:.2f} | "
+                         f"{r['client_cpu_s'] / r['duration_s']:.2f} |")
     lines += ["", "Goals:", ""] + [f"- {line}" for line in ratio_lines(m)] + [""]
     return "\n".join(lines)
 

@@ -178,7 +178,8 @@ dktscore_batch_flushes_total{reason="size"} 0
 dktscore_inference_seconds_sum %g
 dktscore_real_steps_total %g
 dktscore_computed_steps_total %g
-`, sequences, batches, delay, idle, inference, real, computed)
+process_cpu_seconds_total %g
+`, sequences, batches, delay, idle, inference, real, computed, 2*inference)
 		m, err := parseMetrics(strings.NewReader(text))
 		if err != nil {
 			t.Fatal(err)
@@ -189,7 +190,7 @@ dktscore_computed_steps_total %g
 	after := scrapeText(30, 72, 18, 12, 9.5, 5000, 5500)
 	w := window(before, after, 4*time.Second)
 	want := serverWindow{Batches: 20, Sequences: 60, MeanBatchSize: 3, Flushes: map[string]int{"idle": 10, "delay": 10},
-		InferenceSeconds: 8, BusySessions: 2, Padding: 4000.0 / 4400}
+		InferenceSeconds: 8, BusySessions: 2, Padding: 4000.0 / 4400, CPUSeconds: 16}
 	got, _ := json.Marshal(w)
 	wantJSON, _ := json.Marshal(want)
 	if !bytes.Equal(got, wantJSON) {
