@@ -40,11 +40,13 @@ import (
 // steps instead, at the cost of holding every request padded in memory
 // (students × N × 2·num_skills × 4 bytes).
 //
-// Event order of a point: all clients start; the first --warmup is not
-// recorded; then for --duration every request that starts and completes
-// inside the window is recorded (requests/s counts them over the window);
-// when the window ends the requests in flight are cancelled and not
-// counted. A complete answer is pred_all with T·num_skills values; anything
+// Event order of a point: all clients start; the first --warmup-time is not
+// recorded; then for --duration every request that completes inside the
+// window is recorded (requests/s counts them over the window), also one
+// that started during the warm-up, under the same load: counting only the
+// requests that also start inside would leave out the slow ones that start
+// near its end, and undercount both throughput and the latency tail. When
+// the window ends, the requests in flight are cancelled and not counted. A complete answer is pred_all with T·num_skills values; anything
 // else is an error, by gRPC code (INCOMPLETE for a short answer).
 
 // FrontDoorFlags are the front-door benchmark's own flags.
@@ -255,7 +257,7 @@ func runPoint(ctx context.Context, conn *grpc.ClientConn, reqs []request, client
 }
 
 // runClient sends reqs in order from start, wrapping around, until ctx ends,
-// and records the requests that start at or after from and end by to.
+// and records the requests that end between from and to.
 func runClient(ctx context.Context, conn *grpc.ClientConn, reqs []request, start int, timeout time.Duration, from, to time.Time) clientLog {
 	l := clientLog{errors: map[string]int{}}
 	var resp apis.PredictResponse
@@ -267,7 +269,7 @@ func runClient(ctx context.Context, conn *grpc.ClientConn, reqs []request, start
 		err := conn.Invoke(callCtx, "/tensorflow.serving.PredictionService/Predict", r.msg, &resp)
 		cancel()
 		ended := time.Now()
-		if began.Before(from) || ended.After(to) {
+		if ended.Before(from) || ended.After(to) {
 			continue // warm-up, or cut by the window's end
 		}
 		switch {

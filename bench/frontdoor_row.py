@@ -5,9 +5,10 @@ answer arrives.
 
 Two model-server processes run side by side: batching on (its defaults) and batching off
 (`--enable_batching=false`: every sequence runs alone, what TF Serving does for this signature).
-For each --m-clients concurrency, `dktscore bench --rows m` (bench/frontdoor.go) is run once against
+For each --m-clients concurrency, `dktscore bench --rows m` (bench/frontdoor.go) is run against
 each server, alternating on/off so both see the same machine load; each point runs --m-warmup
-unrecorded, then --m-duration recorded. After each point's window the server's own metrics give the
+unrecorded, then --m-duration recorded. The sweep runs --runs times; each point reports its round
+with the median requests/s. After each point's window the server's own metrics give the
 batches it formed (dktscore_batch_size, dktscore_batch_flushes_total by reason) and how busy its
 sessions were (dktscore_inference_seconds). The origin's DataGenerator padded every student to the
 longest of the data set; these requests are not padded (`dktscore bench --pad-to` sends that).
@@ -52,30 +53,41 @@ class ModelServer:
 
 
 def measure(args, run_child, model, input_path, env):
-    """Runs every point; returns {"points": {mode: [row per clients]}, "servers": {...}, ...}."""
+    """Runs every point --runs times; returns {"points": {mode: [the median round's row per clients]}, ...}."""
     servers = {}
     try:
         for mode, extra in MODES:
             servers[mode] = ModelServer(args.dktscore, model, env, extra)
-        points = {mode: [] for mode, _ in MODES}
-        for clients in args.m_clients.split(","):
-            for mode, _ in MODES:
-                s = servers[mode]
-                cmd = [args.dktscore, "bench", "--rows", "m", "--input", input_path, "--target", s.grpc,
-                       "--clients", clients, "--duration", f"{args.m_duration}s", "--warmup-time", f"{args.m_warmup}s",
-                       "--metrics", f"http://{s.ops}/metrics", "--json"]
-                try:
-                    _, stdout, _, _ = run_child(cmd)
-                except RuntimeError as e:
-                    raise RuntimeError(f"{e}\nmodel-server ({mode}) log:\n{s.tail()}") from None
-                r = json.loads(stdout.strip().splitlines()[-1])
-                points[mode].append(r)
-                print("m " + point_line(mode, r), flush=True)
+        rounds = {(mode, clients): [] for mode, _ in MODES for clients in args.m_clients.split(",")}
+        for i in range(args.runs):
+            for clients in args.m_clients.split(","):
+                for mode, _ in MODES:
+                    s = servers[mode]
+                    cmd = [args.dktscore, "bench", "--rows", "m", "--input", input_path, "--target", s.grpc,
+                           "--clients", clients, "--duration", f"{args.m_duration}s", "--warmup-time", f"{args.m_warmup}s",
+                           "--metrics", f"http://{s.ops}/metrics", "--json"]
+                    try:
+                        _, stdout, _, _ = run_child(cmd)
+                    except RuntimeError as e:
+                        raise RuntimeError(f"{e}\nmodel-server ({mode}) log:\n{s.tail()}") from None
+                    r = json.loads(stdout.strip().splitlines()[-1])
+                    rounds[(mode, clients)].append(r)
+                    print(f"m round {i + 1} " + point_line(mode, r), flush=True)
     finally:
         rss = {mode: s.close() for mode, s in servers.items()}
-    return dict(points=points, peak_rss_kib=rss, duration_s=args.m_duration, warmup_s=args.m_warmup,
+    points = {mode: [] for mode, _ in MODES}
+    for (mode, _), rs in rounds.items():
+        points[mode].append(median_round(rs))
+    return dict(points=points, peak_rss_kib=rss, duration_s=args.m_duration, warmup_s=args.m_warmup, runs=args.runs,
                 commands={mode: shlex.join(map(str, s.cmd)) for mode, s in servers.items()},
                 measured=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def median_round(rs):
+    """The round with the median requests/s (the lower middle one of an even count), whole, so that its
+    latencies and batch sizes belong to its throughput; every round's requests/s goes with it."""
+    ranked = sorted(rs, key=lambda r: r["requests_per_s"])
+    return dict(ranked[(len(ranked) - 1) // 2], rounds_requests_per_s=[r["requests_per_s"] for r in rs])
 
 
 def errors_text(r):
@@ -98,8 +110,8 @@ def ratio_lines(m):
     """The goals' ratios, where their points were measured."""
     out = []
     on, off = by_clients(m, "on", 64), by_clients(m, "off", 64)
-    if on and off:
-        speedup = on["requests_per_s"] / off["requests_per_s"] if off["requests_per_s"] else float("inf")
+    if on and off and on["requests"] and off["requests"]:
+        speedup = on["requests_per_s"] / off["requests_per_s"]
         out.append(f"64 clients: requests/s on ÷ off = {speedup:.2f}× (goal ≥ {GOAL_SPEEDUP:.0f}×: "
                    f"{'met' if speedup >= GOAL_SPEEDUP else f'missed, {speedup / GOAL_SPEEDUP:.0%} of it'})")
         p99 = on["p99_ms"]
@@ -107,7 +119,7 @@ def ratio_lines(m):
                    f"{'met' if p99 <= GOAL_P99_MS else f'missed by {p99 - GOAL_P99_MS:.0f} ms, {p99 / GOAL_P99_MS:.1f}× the goal'}); "
                    f"off: {off['p99_ms']:.0f} ms")
     on, off = by_clients(m, "on", 1), by_clients(m, "off", 1)
-    if on and off:
+    if on and off and on["requests"] and off["requests"]:
         limit = off["p50_ms"] * (1 + GOAL_P50_REL) + GOAL_P50_ABS_MS
         added = on["p50_ms"] - off["p50_ms"]
         verdict = "met" if on["p50_ms"] <= limit else f"missed by {on['p50_ms'] - limit:.1f} ms"
@@ -131,7 +143,8 @@ def section(m, provenance, command=None, machine=None):
              f"the data set's longest as the origin's DataGenerator did), round-robin over the {first['students']} "
              f"students of the test split from its own offset, and the next request when the answer (pred_all with "
              f"T·num_skills values) arrives. Each point: {m['warmup_s']:g} s unrecorded, then {m['duration_s']:g} s "
-             f"recorded; on and off alternate point by point. Mean batch, flushes and busy sessions are the "
+             f"recorded (the requests answered in it); on and off alternate point by point, and the whole sweep runs {m['runs']} times: each row is the "
+             f"round with the median requests/s, whole (every round's requests/s in the last column). Mean batch, flushes and busy sessions are the "
              f"server's own metrics over the window (busy sessions = session run seconds ÷ window; 2 sessions); server "
              f"and client cores are each process's CPU seconds ÷ window: the load generator runs on the same machine "
              f"and takes its share of the cores.", ""]
@@ -141,8 +154,8 @@ def section(m, provenance, command=None, machine=None):
         lines += [f"- Command: `{command}`"]
     lines += [f"- Servers: `{m['commands']['on']}` and `… --enable_batching=false`; peak RSS "
               f"{m['peak_rss_kib']['on'] / 1024:.0f} MiB (on), {m['peak_rss_kib']['off'] / 1024:.0f} MiB (off)", "",
-              "| clients | batching | requests/s | interactions/s | p50 ms | p99 ms | errors | mean batch | flushes by reason | busy sessions | server cores | client cores |",
-              "|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+              "| clients | batching | requests/s | interactions/s | p50 ms | p99 ms | errors | mean batch | flushes by reason | busy sessions | server cores | client cores | rounds, requests/s |",
+              "|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---|"]
     clients = sorted({r["clients"] for rows in m["points"].values() for r in rows})
     for n in clients:
         for mode, _ in MODES:
@@ -154,7 +167,8 @@ def section(m, provenance, command=None, machine=None):
             lines.append(f"| {n} | {mode} | {r['requests_per_s']:,.1f} | {r['interactions_per_s']:,.0f} | {r['p50_ms']:.1f} | "
                          f"{r['p99_ms']:.1f} | {errors_text(r)} | {w.get('mean_batch_size', 0):.2f} | {flushes} | "
                          f"{w.get('busy_sessions', 0):.2f} | {w.get('cpu_s', 0) / r['duration_s']:.2f} | "
-                         f"{r['client_cpu_s'] / r['duration_s']:.2f} |")
+                         f"{r['client_cpu_s'] / r['duration_s']:.2f} | "
+                         f"{', '.join(f'{x:.1f}' for x in r['rounds_requests_per_s'])} |")
     lines += ["", "Goals:", ""] + [f"- {line}" for line in ratio_lines(m)] + [""]
     return "\n".join(lines)
 
