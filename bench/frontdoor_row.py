@@ -16,11 +16,14 @@ longest of the data set; these requests are not padded (`dktscore bench --pad-to
 import datetime
 import json
 import os
+import pathlib
 import shlex
 import subprocess
 import tempfile
 
 import kafka_bench  # free_port, wait_ready
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 HEADING = "## Front door: model-server under one-sequence requests"
 GOAL_SPEEDUP, GOAL_P99_MS, GOAL_P50_REL, GOAL_P50_ABS_MS = 4.0, 250.0, 0.10, 1.0
@@ -79,7 +82,7 @@ def measure(args, run_child, model, input_path, env):
     for (mode, _), rs in rounds.items():
         points[mode].append(median_round(rs))
     return dict(points=points, peak_rss_kib=rss, duration_s=args.m_duration, warmup_s=args.m_warmup, runs=args.runs,
-                commands={mode: shlex.join(map(str, s.cmd)) for mode, s in servers.items()},
+                commands={mode: shlex.join(map(str, s.cmd)).replace(f"{ROOT}/", "") for mode, s in servers.items()},
                 measured=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
