@@ -19,6 +19,10 @@ on the ASSISTments test split with the bundled model, medians of --runs runs eac
   f  `dktscore bench --rows f`: naive batching, --batch-size in file order padded to the longest
   g  `dktscore bench --rows g`: the split replayed as events, carried LSTM state (one step
      per event) vs re-scoring the history per event (sampled); own section, see bench/events_row.py
+  m  the TF Serving front door: `dktscore bench --rows m`, closed-loop gRPC clients (1, 8, 64, 256)
+     sending one student per Predict request, against `dktscore model-server` with batching on
+     and off; own section, see bench/frontdoor_row.py. `--rows m` alone measures only this and
+     replaces its section of BENCHMARKS.md, leaving the rest
 
 Throughput of a, d, e, f counts the timed loop only (model loaded, input decoded; d and e include
 building the padded tensors, as the origin's client built a request per sequence). Peak RSS is
@@ -44,6 +48,7 @@ import urllib.request
 import uuid
 
 import events_row  # row g, bench/events_row.py
+import frontdoor_row  # row m, bench/frontdoor_row.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
@@ -431,13 +436,17 @@ def ratio_lines(by):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per row (median reported)")
-    ap.add_argument("--rows", default="abcdefgo", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for a-f unless --write)")
+    ap.add_argument("--rows", default="abcdefgmo", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for a-f unless --write; "
+                    "'m' alone replaces only its own section)")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for a subset of rows")
     ap.add_argument("--batch-size", type=int, default=64, help="e's and f's batch size, also passed to a, b, c (the product's default is 64)")
     ap.add_argument("--max-padded-steps", type=int, default=32 * 1024, help="row e's budget on batch×steps (score's default)")
     ap.add_argument("--load", type=float, default=0.5, help="row c latency: offered load as a fraction of row c's throughput")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--brokers", default=os.environ.get("DKTSCORE_KAFKA_BROKERS", "127.0.0.1:9092"))
+    ap.add_argument("--m-clients", default="1,8,64,256", help="row m: concurrent clients, one point each")
+    ap.add_argument("--m-duration", type=float, default=10, help="row m: recorded seconds per point")
+    ap.add_argument("--m-warmup", type=float, default=2, help="row m: unrecorded seconds before each point")
     ap.add_argument("--dktscore", default=str(ROOT / "bin" / "dktscore"))
     ap.add_argument("--python-row", choices=["d", "e"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -476,12 +485,20 @@ def main():
     events = events_row.measure(args, run_child, MODEL, INPUT) if "g" in args.rows else None
     if events:
         print(events_row.summary(events), flush=True)
+    front_door = frontdoor_row.measure(args, run_child, MODEL, INPUT, ENV) if "m" in args.rows else None
+    if front_door:
+        print(frontdoor_row.summary(front_door), flush=True)
     rows.sort(key=lambda r: r["row"])
-    if set("abcdef") <= set(args.rows) or args.write:
+    if (set("abcdef") <= set(args.rows) or args.write) and rows:
         write_report(args, rows, mach, command, started)
         if events:
             events_row.append_to(ROOT / "BENCHMARKS.md", events)
+        if front_door:
+            frontdoor_row.append_to(ROOT / "BENCHMARKS.md", front_door)
         print("wrote BENCHMARKS.md")
+    elif front_door and set(args.rows) <= set("m"):
+        frontdoor_row.replace_in(ROOT / "BENCHMARKS.md", front_door, command, mach)
+        print("wrote the front-door section of BENCHMARKS.md")
     print("\nRatios (interactions/s, same run):")
     for line in ratio_lines({r["row"]: r for r in rows}):
         print("  " + line)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -10,11 +11,13 @@ import (
 	"github.com/dktscore/dktscore/scoring"
 )
 
-const benchIntro = `Usage: dktscore bench [--model M] [--input F] [--rows a,o,f,g] [flags]
+const benchIntro = `Usage: dktscore bench [--model M] [--input F] [--rows a,o,f,g,m] [flags]
 
 Times model.Predict alone over pre-built batches of F (default ` + bench.DefaultInput + `; no I/O, no decoding).
 Rows: a (engine ceiling, length buckets), o (row a on the origin predict signature),
-f (naive batching: file order, pad to longest), g (event mode: carried state vs re-scoring).
+f (naive batching: file order, pad to longest), g (event mode: carried state vs re-scoring),
+m (load generator for a running model-server or TF Serving at --target: closed-loop
+clients, one student per Predict request as the origin's client sent it; no model is loaded).
 --output, --trajectory and --quiet are ignored.
 The full side-by-side benchmark (score, serve, Python baselines) is ` + "`make bench`" + ` (bench/run.py).
 `
@@ -25,27 +28,31 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	var runs, warmup int
 	var asJSON bool
 	var events bench.EventFlags
+	var frontDoor bench.FrontDoorFlags
 	set := scoring.Settings(&o, "dktscore bench")
-	config.String(set, &rows, config.Spec{Flag: "rows", Default: "a,o,f", Help: "rows to measure, comma-separated: a, o, f, g"})
+	config.String(set, &rows, config.Spec{Flag: "rows", Default: "a,o,f", Help: "rows to measure, comma-separated: a, o, f, g, m"})
 	config.Int(set, &runs, config.Spec{Flag: "runs", Default: "3", Help: "timed passes per row; the median is reported"}).Check(config.AtLeast(1))
 	config.Int(set, &warmup, config.Spec{Flag: "warmup", Default: "1", Help: "untimed passes per row before the timed ones"}).Check(config.NotNegative[int])
 	config.Bool(set, &asJSON, config.Spec{Flag: "json", Help: "print one JSON object per row"})
 	events.Declare(set)
+	frontDoor.Declare(set)
 	res, err := set.Resolve(args, nil)
 	if res.Help {
 		set.WriteUsage(stdout, benchIntro)
 		return 0
 	}
 	var engineRows []string
-	wantEvents := false
+	wantEvents, wantFrontDoor := false, false
 	for _, r := range strings.Split(rows, ",") {
 		switch r = strings.TrimSpace(r); r {
 		case "g":
 			wantEvents = true
+		case "m":
+			wantFrontDoor = true
 		case "a", "o", "f":
 			engineRows = append(engineRows, r)
 		default:
-			err = fmt.Errorf("--rows: %q is not a, o, f or g", r)
+			err = fmt.Errorf("--rows: %q is not a, o, f, g or m", r)
 		}
 	}
 	if err != nil {
@@ -54,6 +61,12 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.Input == "" {
 		o.Input = bench.DefaultInput
+	}
+	if wantFrontDoor {
+		if err := bench.FrontDoor(context.Background(), o.Input, &frontDoor, asJSON, stdout); err != nil {
+			fmt.Fprintf(stderr, "dktscore bench: %v\n", err)
+			return 1
+		}
 	}
 	if wantEvents {
 		if err := bench.Events(o, &events, runs, warmup, asJSON, stdout); err != nil {
