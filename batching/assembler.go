@@ -114,20 +114,28 @@ func (a *Assembler) NextDeadline() (time.Time, bool) {
 	return next.Add(a.cfg.MaxDelay), true
 }
 
-// Fullest flushes the waiting bucket with the most items (the oldest of
-// those tied) with FlushIdle; nil when nothing waits. An idle consumer gets
-// the most work one call can do.
-func (a *Assembler) Fullest() *Batch {
-	var best *bucket
+// ForIdle flushes a bucket for a consumer that is waiting, with FlushIdle:
+// the oldest one whose first item has waited MaxDelay or longer, so that no
+// short bucket is passed over for long, else the one with the most items
+// (the oldest of those tied), the most work one call can do. nil when
+// nothing waits.
+func (a *Assembler) ForIdle(now time.Time) *Batch {
+	var overdue, fullest *bucket
 	for _, bk := range a.waiting {
-		if best == nil || len(bk.items) > len(best.items) || (len(bk.items) == len(best.items) && bk.oldestSeq < best.oldestSeq) {
-			best = bk
+		if !now.Before(bk.oldest.Add(a.cfg.MaxDelay)) && (overdue == nil || bk.oldestSeq < overdue.oldestSeq) {
+			overdue = bk
+		}
+		if fullest == nil || len(bk.items) > len(fullest.items) || (len(bk.items) == len(fullest.items) && bk.oldestSeq < fullest.oldestSeq) {
+			fullest = bk
 		}
 	}
-	if best == nil {
-		return nil
+	switch {
+	case overdue != nil:
+		return a.flush(overdue, FlushIdle)
+	case fullest != nil:
+		return a.flush(fullest, FlushIdle)
 	}
-	return a.flush(best, FlushIdle)
+	return nil
 }
 
 // Drain flushes every waiting bucket, oldest first, with FlushDrain.

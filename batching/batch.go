@@ -14,7 +14,7 @@ const (
 	FlushBucket                    // the padded-steps budget would be exceeded by the next item (or one item alone exceeds it)
 	FlushDelay                     // MaxDelay elapsed since the bucket's oldest item arrived
 	FlushDrain                     // Drain or Close
-	FlushIdle                      // a consumer was idle (Config.FlushWhenIdle): the fullest bucket went at once
+	FlushIdle                      // a consumer was idle (Config.FlushWhenIdle): a bucket went to it at once
 
 	// NumFlushReasons sizes arrays indexed by FlushReason, like Stats.Flushes.
 	NumFlushReasons = iota

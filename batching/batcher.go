@@ -43,9 +43,13 @@ var ErrClosed = errors.New("batching: batcher is closed")
 //     waits, and pokes loop through the one-slot channel wake; loop takes one
 //     off for every batch it delivers, so idle counts the consumers waiting
 //     with no batch on its way to them. After every event, while idle is
-//     above zero and items wait, loop flushes the fullest bucket and delivers
-//     it (FlushIdle). An idle consumer therefore never waits for MaxDelay;
-//     while every consumer is busy, items gather into fuller batches.
+//     above zero and items wait, loop flushes a bucket for them and delivers
+//     it (FlushIdle; Assembler.ForIdle picks which). No timer runs: a
+//     batch cut by its delay while every consumer is busy would only wait
+//     for one, and stop gathering the items that arrive meanwhile. So an idle
+//     consumer never waits for MaxDelay, items gather into fuller batches
+//     while every consumer is busy, and MaxDelay instead bounds how long a
+//     bucket may be passed over for fuller ones.
 type Batcher struct {
 	asm *Assembler
 	now func() time.Time
@@ -180,7 +184,7 @@ func (b *Batcher) loop() {
 			return
 		}
 		for b.eager && b.idle.Load() > 0 {
-			bt := b.asm.Fullest()
+			bt := b.asm.ForIdle(b.now())
 			if bt == nil {
 				break
 			}
@@ -192,6 +196,9 @@ func (b *Batcher) loop() {
 		// Since Go 1.23 Reset and Stop discard a pending fire, so a stale
 		// deadline can never flush early; re-arming only on change keeps
 		// the common case (another item in an already-waiting bucket) cheap.
+		if b.eager {
+			continue // idle consumers take the buckets (event 6)
+		}
 		if next, ok := b.asm.NextDeadline(); !ok {
 			if !armed.IsZero() {
 				timer.Stop()

@@ -349,3 +349,36 @@ func TestBatcherWaitsForTheDelayUnlessFlushWhenIdle(t *testing.T) {
 		bt.Release()
 	})
 }
+
+// With FlushWhenIdle nothing is cut by its delay while every consumer is
+// busy — the bucket keeps gathering — but a bucket overdue by MaxDelay goes
+// to the next idle consumer before a fuller one.
+func TestBatcherIdleServesTheOverdueFirstAndNeverCutsByDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 10 * time.Millisecond
+		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 10, MaxDelay: delay, MaxPaddedSteps: 1000, BucketGrowth: 1.1, FlushWhenIdle: true})
+		if err := b.Add(ctxT(t), seq(0, 9, 5)); err != nil { // the short-lived bucket: one item
+			t.Fatal(err)
+		}
+		time.Sleep(2 * delay) // every consumer busy: no batch may be cut meanwhile
+		for i := range 3 {
+			if err := b.Add(ctxT(t), seq(i+1, 4, 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if s := b.Stats(); s.Batches != 0 || s.Pending != 4 {
+			t.Fatalf("Stats = %+v, want nothing cut while no consumer waits", s)
+		}
+		first, _ := b.Next()
+		if got := describe([]*Batch{first}); !slices.Equal(got, []string{"idle:[0]"}) {
+			t.Fatalf("first %v, want the overdue idle:[0] before the fuller bucket", got)
+		}
+		first.Release()
+		second, _ := b.Next()
+		if got := describe([]*Batch{second}); !slices.Equal(got, []string{"idle:[1 2 3]"}) {
+			t.Fatalf("second %v, want idle:[1 2 3]", got)
+		}
+		second.Release()
+	})
+}

@@ -31,11 +31,13 @@ type Config struct {
 	MaxDelay       time.Duration // a non-empty bucket is flushed at most this long after its oldest item arrived (>0)
 	MaxPaddedSteps int           // budget on B*T per batch (>0); a single sequence longer than the budget forms a batch of one
 	BucketGrowth   float64       // ratio between consecutive length-bucket bounds, in (1, 2]; 0 means DefaultBucketGrowth
-	// FlushWhenIdle sends the fullest bucket at once whenever a consumer is
-	// waiting in Batcher.Next with no complete batch: a request server's
-	// sequence then waits only while every engine is busy, and MaxDelay
-	// bounds the wait from there. Off, a partly filled bucket always waits
-	// for MaxDelay (throughput first: a file's batches fill up).
+	// FlushWhenIdle sends a bucket at once whenever a consumer is waiting in
+	// Batcher.Next with no complete batch, and never cuts one by its delay:
+	// a request server's sequence then waits only while every engine is
+	// busy, and items gather meanwhile. MaxDelay then bounds how long a
+	// bucket may be passed over for fuller ones (Assembler.ForIdle). Off, a
+	// partly filled bucket always waits for MaxDelay (throughput first: a
+	// file's batches fill up).
 	FlushWhenIdle bool
 }
 

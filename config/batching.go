@@ -18,20 +18,31 @@ type Batching struct {
 	BucketGrowth   float64
 }
 
-// DeclareBatching declares the batch policy's settings, bound to b.
-// maxDelay is the command's own default: a file is read faster than any
-// delay, while a server trades a little latency for fuller batches. The
-// other defaults were chosen by one measurement (BENCHMARKS.md, "Tuning").
-// The batcher's own validation judges the values (before the model is
-// loaded, as for a model of one skill; CheckModel judges them again).
-func DeclareBatching(set *Set, b *Batching, maxDelay time.Duration) {
+// Defaults are the batch policy a command starts from.
+type Defaults struct {
+	MaxDelay     time.Duration
+	BucketGrowth float64
+}
+
+// Measured is the policy chosen by one measurement of score and serve
+// (BENCHMARKS.md, "Tuning"): 64 sequences, a 32,768-step budget and bucket
+// growth 1.1. Commands differ in MaxDelay (a file is read faster than any
+// delay, a server trades a little latency for fuller batches) and the TF
+// Serving front door in growth.
+var Measured = Defaults{BucketGrowth: batching.DefaultBucketGrowth}
+
+// DeclareBatching declares the batch policy's settings, bound to b, with the
+// command's defaults. The batcher's own validation judges the values (before
+// the model is loaded, as for a model of one skill; CheckModel judges them
+// again).
+func DeclareBatching(set *Set, b *Batching, d Defaults) {
 	Int(set, &b.BatchSize, Spec{Env: "BATCH_SIZE", Flag: "batch-size", Default: "64",
 		Help: "most sequences per batch"})
 	Int(set, &b.MaxPaddedSteps, Spec{Env: "MAX_PADDED_STEPS", Flag: "max-padded-steps", Default: "32768",
 		Help: "most batch size × padded length per batch (bounds memory per model call)"})
-	Duration(set, &b.MaxDelay, Spec{Env: "MAX_DELAY", Flag: "max-delay", Default: maxDelay.String(),
+	Duration(set, &b.MaxDelay, Spec{Env: "MAX_DELAY", Flag: "max-delay", Default: d.MaxDelay.String(),
 		Help: "longest a partly filled batch waits for more sequences"})
-	Float(set, &b.BucketGrowth, Spec{Env: "BUCKET_GROWTH", Flag: "bucket-growth", Default: fmt.Sprint(batching.DefaultBucketGrowth),
+	Float(set, &b.BucketGrowth, Spec{Env: "BUCKET_GROWTH", Flag: "bucket-growth", Default: fmt.Sprint(d.BucketGrowth),
 		Help: "longest ÷ shortest sequence length allowed in one batch, in (1, 2]"}).
 		Check(func(g float64) error {
 			if g == 0 { // the batcher reads 0 as its default; a user names the ratio

@@ -68,7 +68,12 @@ func Settings(c *Config) *config.Set {
 		Help: "largest gRPC message or REST body accepted; larger ones are refused (RESOURCE_EXHAUSTED, HTTP 413)"}).Check(config.AtLeast(1024))
 	config.Int(set, &c.MaxQueuedSequences, config.Spec{Env: "MAX_QUEUED_SEQUENCES", Flag: "max-queued-sequences", Default: "1024",
 		Help: "most sequences waiting for the batcher; a request that does not fit is refused at once (RESOURCE_EXHAUSTED, HTTP 429)"}).Check(config.AtLeast(1))
-	config.DeclareBatching(set, &c.Batching, 2*time.Millisecond)
+	// An idle session takes what waits at once (FlushWhenIdle), so the
+	// delay only bounds how long a short bucket may be passed over for
+	// fuller ones while both sessions are busy; and one client's sequence
+	// length says nothing about the next one's, so wide buckets let the
+	// requests that gather meanwhile share a batch.
+	config.DeclareBatching(set, &c.Batching, config.Defaults{MaxDelay: 50 * time.Millisecond, BucketGrowth: 2})
 	config.DeclareSessions(set, &c.SessionPool)
 	config.DeclareGPU(set, &c.GPU, "all, none, or GPU indices like 0,2: the first selected GPU runs the sessions")
 	config.DeclareProcess(set, &c.Process, "bound on answering the requests in flight after SIGTERM")

@@ -87,25 +87,25 @@ func decodeInputs(sig string, inputs map[string]*tensorpb.TensorProto, numSkills
 			return decodedRequest{}, err
 		}
 		if len(v.shape) != in.rank {
-			return decodedRequest{}, fmt.Errorf("input %s has rank %d (shape %v); signature %s takes rank %d", in.name, len(v.shape), v.shape, sig, in.rank)
+			return decodedRequest{}, fmt.Errorf("input %s has rank %d (shape %s); signature %s takes rank %d", in.name, len(v.shape), shapeText(v.shape), sig, in.rank)
 		}
 		t[in.name] = v
 	}
 	if sig == SignaturePredict {
-		return decodeOneHot(t, numSkills)
+		return decodeOneHot(t, numSkills, maxElements)
 	}
-	return decodeIDs(t, numSkills)
+	return decodeIDs(t, numSkills, maxElements)
 }
 
 // decodeOneHot reads the origin's request: input_x [B, T, 2·S] one-hot of
 // skill + S·correct, with the scalars checked against the tensors.
-func decodeOneHot(t map[string]tensor, numSkills int) (decodedRequest, error) {
+func decodeOneHot(t map[string]tensor, numSkills, maxElements int) (decodedRequest, error) {
 	x := t["input_x"]
 	b, steps, width := x.shape[0], x.shape[1], x.shape[2]
 	if width != 2*numSkills {
 		return decodedRequest{}, fmt.Errorf("input input_x has width %d; the model takes 2·num_skills = %d (one-hot of skill + num_skills·correct)", width, 2*numSkills)
 	}
-	if err := checkRows(b, steps); err != nil {
+	if err := checkRows(b, steps, numSkills, maxElements); err != nil {
 		return decodedRequest{}, err
 	}
 	if err := sameShape("target_id", t["target_id"].shape, b, steps); err != nil {
@@ -155,10 +155,10 @@ func decodeOneHot(t map[string]tensor, numSkills int) (decodedRequest, error) {
 }
 
 // decodeIDs reads predict_ids: skill_id and correct [B, T].
-func decodeIDs(t map[string]tensor, numSkills int) (decodedRequest, error) {
+func decodeIDs(t map[string]tensor, numSkills, maxElements int) (decodedRequest, error) {
 	skills := t["skill_id"]
 	b, steps := skills.shape[0], skills.shape[1]
-	if err := checkRows(b, steps); err != nil {
+	if err := checkRows(b, steps, numSkills, maxElements); err != nil {
 		return decodedRequest{}, err
 	}
 	if err := sameShape("correct", t["correct"].shape, b, steps); err != nil {
@@ -186,16 +186,24 @@ func decodeIDs(t map[string]tensor, numSkills int) (decodedRequest, error) {
 	return out, nil
 }
 
-func checkRows(b, steps int) error {
+// checkRows bounds the request's B×T: its answer holds B·T·num_skills
+// floats, and a small request could otherwise ask for gigabytes (a shape
+// filled from one repeated value). The bound is what the origin's one-hot
+// input_x of the same B×T may hold under --max-request-bytes.
+func checkRows(b, steps, numSkills, maxElements int) error {
 	if b < 1 || steps < 1 {
 		return fmt.Errorf("the request's batch is %d rows × %d steps; send at least one row of at least one step", b, steps)
+	}
+	if limit := maxElements / (2 * numSkills); b*steps > limit {
+		return fmt.Errorf("the request's batch is %d rows × %d steps, more than the %d row-steps a request may hold for a model of %d skills (--max-request-bytes); send fewer or shorter rows",
+			b, steps, limit, numSkills)
 	}
 	return nil
 }
 
 func sameShape(name string, shape []int, b, steps int) error {
 	if shape[0] != b || shape[1] != steps {
-		return fmt.Errorf("input %s has shape %v; it must be [%d, %d] like the other inputs", name, shape, b, steps)
+		return fmt.Errorf("input %s has shape %s; it must be [%d, %d] like the other inputs", name, shapeText(shape), b, steps)
 	}
 	return nil
 }

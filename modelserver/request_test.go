@@ -126,13 +126,13 @@ func TestHostileRequestsNameTheirInput(t *testing.T) {
 		{"sequence_len zero", func(r map[string]*tensorpb.TensorProto) { r["sequence_len"] = ints([]int32{0, 3}, 2) }, "input sequence_len[0] = 0 is outside [1, 4]"},
 		{"sequence_len past max_steps", func(r map[string]*tensorpb.TensorProto) { r["sequence_len"] = ints([]int32{2, 5}, 2) }, "input sequence_len[1] = 5 is outside [1, 4]"},
 		{"sequence_len count", func(r map[string]*tensorpb.TensorProto) { r["sequence_len"] = ints([]int32{2}, 1) }, "input sequence_len has 1 values for 2 rows"},
-		{"target_id shape", func(r map[string]*tensorpb.TensorProto) { r["target_id"] = ints(make([]int32, 6), 2, 3) }, "input target_id has shape [2 3]"},
+		{"target_id shape", func(r map[string]*tensorpb.TensorProto) { r["target_id"] = ints(make([]int32, 6), 2, 3) }, "input target_id has shape [2, 3]"},
 		{"target_id out of range", func(r map[string]*tensorpb.TensorProto) { r["target_id"] = ints([]int32{9, 0, 0, 0, 0, 0, 0, 0}, 2, 4) }, "input target_id[0, 0] = 9"},
 		{"truncated tensor_content", func(r map[string]*tensorpb.TensorProto) {
 			r["input_x"].TensorContent = r["input_x"].TensorContent[:10]
-		}, "input input_x: tensor_content has 10 bytes; shape [2 4 6] of float32 needs 192"},
+		}, "input input_x: tensor_content has 10 bytes; shape [2, 4, 6] of float32 needs 192"},
 		{"negative dimension", func(r map[string]*tensorpb.TensorProto) { r["input_x"].TensorShape = shape(2, -4, 6) }, "input input_x: dimension 1 has size -4"},
-		{"huge dimension", func(r map[string]*tensorpb.TensorProto) { r["input_x"].TensorShape = shape(2, 1<<40, 6) }, "input input_x: shape"},
+		{"huge dimension", func(r map[string]*tensorpb.TensorProto) { r["input_x"].TensorShape = shape(2, 1<<40, 6) }, "input input_x: its shape holds more than"},
 		{"huge shape of one value", func(r map[string]*tensorpb.TensorProto) {
 			r["input_x"] = &tensorpb.TensorProto{Dtype: typespb.DataType_DT_FLOAT, TensorShape: shape(1<<15, 1<<15, 6), FloatVal: []float32{0}}
 		}, "holds more than"},
@@ -181,6 +181,12 @@ func TestPredictIDsValuesAreChecked(t *testing.T) {
 		"skill out of range": {func(r map[string]*tensorpb.TensorProto) { r["skill_id"] = ints([]int32{1, 3}, 1, 2) }, "input skill_id[0, 1] = 3 is outside [0, 3)"},
 		"correct not 0/1":    {func(r map[string]*tensorpb.TensorProto) { r["correct"] = ints([]int32{2, 1}, 1, 2) }, "input correct[0, 0] = 2; it must be 0 or 1"},
 		"origin's inputs":    {func(r map[string]*tensorpb.TensorProto) { r["input_x"] = floats(nil, 0) }, "input input_x is not an input of signature predict_ids"},
+		"more row-steps than a request may hold": {func(r map[string]*tensorpb.TensorProto) {
+			// a tiny message asking for a huge answer: the ids filled from one repeated value
+			r["skill_id"] = &tensorpb.TensorProto{Dtype: typespb.DataType_DT_INT32, TensorShape: shape(1, 1<<18), IntVal: []int32{0}}
+			r["correct"] = &tensorpb.TensorProto{Dtype: typespb.DataType_DT_INT32, TensorShape: shape(1, 1<<18), IntVal: []int32{0}}
+			r["sequence_len"] = ints([]int32{1 << 18}, 1)
+		}, "the request's batch is 1 rows × 262144 steps, more than the 174762 row-steps"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := base()

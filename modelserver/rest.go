@@ -70,7 +70,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) (string, erro
 	switch {
 	case hasVerb && len(rest) == 0 && r.Method == http.MethodPost:
 		if verb != "predict" {
-			return verb, status.Errorf(codes.Unimplemented, "%s: dktscore model-server answers :predict only", verb)
+			// The verb is the client's: it never becomes a metric label.
+			return "unknown", status.Errorf(codes.Unimplemented, "%q: dktscore model-server answers :predict only", verb)
 		}
 		return "Predict", s.restPredict(w, r, spec)
 	case !hasVerb && len(rest) == 0 && r.Method == http.MethodGet:
@@ -189,7 +190,7 @@ func jsonTensor(name string, raw json.RawMessage, dtype typespb.DataType, maxEle
 		}
 		n, ok := v.(json.Number)
 		if !ok {
-			return fmt.Errorf("input %s holds %v where a number belongs", name, v)
+			return fmt.Errorf("input %s holds %s where a number belongs", name, jsonKind(v))
 		}
 		if dtype == typespb.DataType_DT_INT32 {
 			i, err := strconv.ParseInt(n.String(), 10, 32)
@@ -207,6 +208,21 @@ func jsonTensor(name string, raw json.RawMessage, dtype typespb.DataType, maxEle
 		return nil
 	}
 	return t, walk(value, 0)
+}
+
+// jsonKind names a decoded JSON value's type for a message.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "an array"
 }
 
 // writeNested writes {"outputs": pred_all} with pred_all as nested arrays

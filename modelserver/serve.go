@@ -2,6 +2,7 @@ package modelserver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strconv"
@@ -54,8 +55,14 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g := newGRPCServer(s, cfg.MaxRequestBytes)
 	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, Handler: ops, Pipeline: s.Run, ShutdownTimeout: cfg.ShutdownTimeout,
 		Overdue: "answering the requests in flight took longer than %v; their callers get an error",
-		Frontends: []lifecycle.Frontend{{Name: "gRPC", Addr: portAddr(cfg.GRPCPort), Serve: g.Serve,
-			Stop: func(ctx context.Context) { gracefulStop(ctx, g) }}}}
+		Frontends: []lifecycle.Frontend{{Name: "gRPC", Addr: portAddr(cfg.GRPCPort), Serve: func(l net.Listener) error {
+			// A stop that comes before Serve starts (SIGTERM during the
+			// model load) makes Serve say so; that is a clean stop too.
+			if err := g.Serve(l); !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
+		}, Stop: func(ctx context.Context) { gracefulStop(ctx, g) }}}}
 	if cfg.PollSeconds > 0 {
 		p.Background = append(p.Background, func(ctx context.Context) { versions.Watch(ctx, time.Duration(cfg.PollSeconds)*time.Second) })
 	}

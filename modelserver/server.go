@@ -170,7 +170,8 @@ func (s *Server) Run(ctx context.Context) error {
 	// fuller batches (for at most MaxDelay).
 	batches := s.cfg.Batching.Config(s.numSkills)
 	batches.FlushWhenIdle = true
-	cfg := worker.Config{Batching: batches, Engines: s.cfg.Sessions, Trajectory: true, Observer: s.batches}
+	// One batch the model cannot run fails its own callers, not the server.
+	cfg := worker.Config{Batching: batches, Engines: s.cfg.Sessions, Trajectory: true, FailBatchOnly: true, Observer: s.batches}
 	_, err := worker.Run(ctx, cfg, source{s}, scoring.Engine(s.versions), sink{}, rejects{}, s.progress)
 	for _, r := range s.queue.close() {
 		r.call.fail(errStopped)
@@ -229,15 +230,14 @@ func (s *Server) Predict(ctx context.Context, req *apis.PredictRequest) (*apis.P
 	}
 	// scoredBy is the version directory's "base/version"; requests name the
 	// model by --model_name, so only the version number is compared.
-	_, v, _ := strings.Cut(scoredBy, "/")
-	if version != "" && v != version {
-		return nil, status.Errorf(codes.Unavailable, "version %s of model %s was replaced by version %s while the request waited; retry", version, name, v)
+	number := versionNumber(scoredBy)
+	if version >= 0 && number != version {
+		return nil, status.Errorf(codes.Unavailable, "version %d of model %s was replaced by version %d while the request waited; retry", version, name, number)
 	}
 	padded, err := s.paddedStep(ctx, scoredBy)
 	if err != nil {
 		return nil, err
 	}
-	number, _ := strconv.ParseInt(v, 10, 64)
 	return &apis.PredictResponse{
 		ModelSpec: &apis.ModelSpec{Name: name, VersionChoice: &apis.ModelSpec_Version{Version: wrapperspb.Int64(number)}, SignatureName: sig},
 		Outputs:   map[string]*tensorProto{outputPredAll: s.assemble(c, padded)},
@@ -270,7 +270,8 @@ func (s *Server) paddedStep(ctx context.Context, version string) ([]float32, err
 	if m.Name+"/"+m.Version != version {
 		return nil, status.Errorf(codes.Unavailable, "model version %s was replaced by %s/%s while the request was scored; retry", version, m.Name, m.Version)
 	}
-	p, err := m.PaddedStep(ctx)
+	// Not the caller's deadline: this is computed once, for every caller.
+	p, err := m.PaddedStep(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "model %s: %v", version, err)
 	}
@@ -279,19 +280,20 @@ func (s *Server) paddedStep(ctx context.Context, version string) ([]float32, err
 }
 
 // resolve checks a request's model_spec against the served model and
-// returns its name and the version it asks for ("" = the latest).
-func (s *Server) resolve(spec *apis.ModelSpec) (name, version string, err error) {
+// returns its name and the version number it asks for (-1 = the latest).
+func (s *Server) resolve(spec *apis.ModelSpec) (name string, version int64, err error) {
 	name = spec.GetName()
 	if name != s.cfg.ModelName {
-		return "", "", status.Errorf(codes.NotFound, "Servable not found for request: model %q; this server serves %q (--model_name)", name, s.cfg.ModelName)
+		return "", 0, status.Errorf(codes.NotFound, "Servable not found for request: model %q; this server serves %q (--model_name)", name, s.cfg.ModelName)
 	}
 	if label := spec.GetVersionLabel(); label != "" {
-		return "", "", status.Errorf(codes.NotFound, "model %s has no version labelled %q: dktscore assigns no version labels; ask for model_spec.version or leave both unset for the latest", name, label)
+		return "", 0, status.Errorf(codes.NotFound, "model %s has no version labelled %q: dktscore assigns no version labels; ask for model_spec.version or leave both unset for the latest", name, label)
 	}
+	version = -1
 	if v := spec.GetVersion(); v != nil {
-		version = strconv.FormatInt(v.GetValue(), 10)
-		if !s.status.available(version) {
-			return "", "", status.Errorf(codes.NotFound, "Servable not found for request: model %s version %s; available: %s", name, version, s.status.availableList())
+		version = v.GetValue()
+		if serving := s.status.serving(); version != serving {
+			return "", 0, status.Errorf(codes.NotFound, "Servable not found for request: model %s version %d; version %d is available", name, version, serving)
 		}
 	}
 	return name, version, nil
@@ -306,6 +308,14 @@ func checkSignature(sig string) error {
 			defaultSignature, defaultSignature, SignaturePredict, SignaturePredictIDs)
 	}
 	return status.Errorf(codes.InvalidArgument, "Serving signature name: %q is not served: model-server batches %s and %s", sig, SignaturePredict, SignaturePredictIDs)
+}
+
+// versionNumber is the number of a "name/version" (a version directory's
+// name, which may have leading zeros).
+func versionNumber(nameVersion string) int64 {
+	_, v, _ := strings.Cut(nameVersion, "/")
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
 }
 
 // contextStatus is a caller's ended context as TF Serving reports it.

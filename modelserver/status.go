@@ -3,12 +3,12 @@ package modelserver
 import (
 	"context"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -21,54 +21,50 @@ import (
 // versionStatus is what GetModelStatus reports: every version the server
 // has tried, AVAILABLE while it serves, END once replaced or refused (with
 // the refusal's error), as TF Serving's ModelVersionStatus states go.
+// Versions are numbers: directory 007 is version 7.
 type versionStatus struct {
 	mu       sync.Mutex
-	versions map[string]*apis.ModelVersionStatus
-	serving  string
+	versions map[int64]*apis.ModelVersionStatus
+	current  int64
 }
 
 func newVersionStatus() *versionStatus {
-	return &versionStatus{versions: map[string]*apis.ModelVersionStatus{}}
+	return &versionStatus{versions: map[int64]*apis.ModelVersionStatus{}, current: -1}
 }
 
 // record follows a load, swap or refusal of model.Versions.
 func (v *versionStatus) record(e model.VersionEvent) {
-	_, version, _ := strings.Cut(e.Version, "/")
-	number, _ := strconv.ParseInt(version, 10, 64)
+	number := versionNumber(e.Version)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if e.Err != nil {
-		v.versions[version] = &apis.ModelVersionStatus{Version: number, State: apis.ModelVersionStatus_END,
+		v.versions[number] = &apis.ModelVersionStatus{Version: number, State: apis.ModelVersionStatus_END,
 			Status: &apis.StatusProto{ErrorCode: tslpb.Code_UNKNOWN, ErrorMessage: "the version failed to load; the previous one keeps serving"}}
 		return
 	}
-	if old := v.versions[v.serving]; old != nil {
+	if old := v.versions[v.current]; old != nil {
 		old.State = apis.ModelVersionStatus_END
 	}
-	v.versions[version] = &apis.ModelVersionStatus{Version: number, State: apis.ModelVersionStatus_AVAILABLE, Status: &apis.StatusProto{}}
-	v.serving = version
+	v.versions[number] = &apis.ModelVersionStatus{Version: number, State: apis.ModelVersionStatus_AVAILABLE, Status: &apis.StatusProto{}}
+	v.current = number
 }
 
-func (v *versionStatus) available(version string) bool {
+// serving is the number of the version being served.
+func (v *versionStatus) serving() int64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return version == v.serving
+	return v.current
 }
 
-func (v *versionStatus) availableList() string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.serving
-}
-
-// list is the statuses of version ("" = all), newest first.
-func (v *versionStatus) list(version string) []*apis.ModelVersionStatus {
+// list is the statuses of version (-1 = all), newest first. The messages
+// are copies: the caller's answer is encoded after the lock is released.
+func (v *versionStatus) list(version int64) []*apis.ModelVersionStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out []*apis.ModelVersionStatus
-	for name, st := range v.versions {
-		if version == "" || name == version {
-			out = append(out, st)
+	for number, st := range v.versions {
+		if version < 0 || number == version {
+			out = append(out, proto.Clone(st).(*apis.ModelVersionStatus))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version > out[j].Version })
@@ -84,13 +80,13 @@ func (s *Server) GetModelStatus(_ context.Context, req *apis.GetModelStatusReque
 	if spec.GetVersionLabel() != "" {
 		return nil, status.Errorf(codes.NotFound, "model %s has no version labelled %q: dktscore assigns no version labels", spec.GetName(), spec.GetVersionLabel())
 	}
-	version := ""
+	version := int64(-1)
 	if v := spec.GetVersion(); v != nil {
-		version = strconv.FormatInt(v.GetValue(), 10)
+		version = v.GetValue()
 	}
 	list := s.status.list(version)
 	if len(list) == 0 {
-		return nil, status.Errorf(codes.NotFound, "Could not find version %s of model %s", version, spec.GetName())
+		return nil, status.Errorf(codes.NotFound, "Could not find version %d of model %s", version, spec.GetName())
 	}
 	return &apis.GetModelStatusResponse{ModelVersionStatus: list}, nil
 }
@@ -104,23 +100,22 @@ func (s *Server) GetModelMetadata(_ context.Context, req *apis.GetModelMetadataR
 	}
 	fields := req.GetMetadataField()
 	if len(fields) != 1 || fields[0] != "signature_def" {
-		return nil, status.Errorf(codes.InvalidArgument, "metadata_field %v: the only metadata is signature_def; ask for [\"signature_def\"]", fields)
+		return nil, status.Errorf(codes.InvalidArgument, "metadata_field %q: the only metadata is signature_def; ask for [\"signature_def\"]", strings.Join(fields, ", "))
 	}
 	m, release := s.versions.Acquire()
-	dir, current := m.Dir, m.Version
+	dir, number := m.Dir, versionNumber(m.Name+"/"+m.Version)
 	release()
-	if version != "" && version != current {
-		return nil, status.Errorf(codes.NotFound, "Servable not found for request: model %s version %s", name, version)
+	if version >= 0 && version != number {
+		return nil, status.Errorf(codes.NotFound, "Servable not found for request: model %s version %d", name, version)
 	}
 	defs, err := model.SignatureDefs(dir, "serve")
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "model %s version %s: %v", name, current, err)
+		return nil, status.Errorf(codes.Internal, "model %s version %d: %v", name, number, err)
 	}
 	packed, err := anypb.New(&apis.SignatureDefMap{SignatureDef: defs})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "model %s: %v", name, err)
 	}
-	number, _ := strconv.ParseInt(current, 10, 64)
 	return &apis.GetModelMetadataResponse{
 		ModelSpec: &apis.ModelSpec{Name: name, VersionChoice: &apis.ModelSpec_Version{Version: wrapperspb.Int64(number)}},
 		Metadata:  map[string]*anypb.Any{"signature_def": packed},

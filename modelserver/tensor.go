@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	tensorpb "github.com/wamuir/graft/tensorflow/core/framework/tensor_go_proto"
 	shapepb "github.com/wamuir/graft/tensorflow/core/framework/tensor_shape_go_proto"
@@ -45,7 +47,7 @@ func decodeTensor(name string, p *tensorpb.TensorProto, want typespb.DataType, m
 	t := tensor{shape: shape}
 	if content := p.GetTensorContent(); len(content) > 0 {
 		if len(content) != 4*n {
-			return tensor{}, fmt.Errorf("input %s: tensor_content has %d bytes; shape %v of %s needs %d", name, len(content), shape, dtypeName(want), 4*n)
+			return tensor{}, fmt.Errorf("input %s: tensor_content has %d bytes; shape %s of %s needs %d", name, len(content), shapeText(shape), dtypeName(want), 4*n)
 		}
 		if want == typespb.DataType_DT_FLOAT {
 			t.floats = make([]float32, n)
@@ -95,12 +97,21 @@ func decodeShape(name string, s *shapepb.TensorShapeProto, maxElements int) ([]i
 			return nil, fmt.Errorf("input %s: dimension %d has size %d; sizes must not be negative", name, i, d.GetSize())
 		}
 		if d.GetSize() > int64(maxElements) || (d.GetSize() > 0 && n > maxElements/int(d.GetSize())) {
-			return nil, fmt.Errorf("input %s: shape %v holds more than %d values, the most a request may", name, s.GetDim(), maxElements)
+			return nil, fmt.Errorf("input %s: its shape holds more than %d values, the most a request may (--max-request-bytes)", name, maxElements)
 		}
 		shape[i] = int(d.GetSize())
 		n *= shape[i]
 	}
 	return shape, nil
+}
+
+// shapeText writes a shape as Python does: [2, 4, 248].
+func shapeText(shape []int) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = strconv.Itoa(d)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
 }
 
 // floatTensor is pred_all as TF Serving answers it: float_val with the

@@ -49,7 +49,7 @@ func Settings(o *Options, command string) *config.Set {
 		Help: "score only the last N interactions of longer histories (0 = whole history)"}).Check(config.NotNegative[int])
 	// A file is read faster than any delay: the delay only matters for the
 	// last, partly filled batches.
-	config.DeclareBatching(set, &o.Batching, 200*time.Millisecond)
+	config.DeclareBatching(set, &o.Batching, config.Defaults{MaxDelay: 200 * time.Millisecond, BucketGrowth: config.Measured.BucketGrowth})
 	config.DeclareSessions(set, &o.SessionPool)
 	str(set, &o.Tag, config.Spec{Flag: "tag", Default: "serve", Help: "SavedModel meta graph tag"})
 	str(set, &o.Signature, config.Spec{Flag: "signature",

@@ -107,7 +107,7 @@ func Settings(c *Config) *config.Set {
 			return nil
 		})
 	config.DeclareSessions(set, &c.SessionPool)
-	config.DeclareBatching(set, &c.Batching, 50*time.Millisecond)
+	config.DeclareBatching(set, &c.Batching, config.Defaults{MaxDelay: 50 * time.Millisecond, BucketGrowth: config.Measured.BucketGrowth})
 	num(set, &c.MaxSteps, config.Spec{Env: "MAX_STEPS", Flag: "max-steps", Default: "0",
 		Help: "score only the last N interactions of longer histories; 0 = whole history"}).Check(config.NotNegative[int])
 	config.DeclareGPU(set, &c.GPU, "all, none, or GPU indices like 0,2: one worker process per selected GPU")

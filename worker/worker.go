@@ -85,6 +85,13 @@ type Config struct {
 	// (0 = whole history). The window is reported in Result.WindowStart.
 	MaxSteps   int
 	Trajectory bool
+	// FailBatchOnly makes an engine error fail only the batch it happened
+	// on (its items are acked with the error) instead of stopping the run.
+	// For a server answering many callers, one batch the model cannot run
+	// (out of device memory) must not take the others' service down; for a
+	// file or a consumer group, stopping is right, since a model that fails
+	// on a valid batch fails on every batch and retrying would hide it.
+	FailBatchOnly bool
 	// Observer, when set, is told about every scored batch (metrics).
 	Observer Observer
 }
@@ -301,6 +308,9 @@ func (p *pipeline) score(ctx context.Context, abort context.CancelCauseFunc, bat
 		}
 		out, err := p.scoreBatch(ctx, b, s)
 		b.Release()
+		if err != nil && p.cfg.FailBatchOnly {
+			continue // scoreBatch acked the batch's items with the error
+		}
 		if err != nil {
 			abort(err)
 			continue
@@ -321,8 +331,7 @@ func (p *pipeline) scoreBatch(ctx context.Context, b *batching.Batch, s int) (sc
 	if p.cfg.Trajectory {
 		out.Steps = make([]float32, real*s)
 	}
-	// Engine errors are fatal: a model that fails on a valid batch fails on
-	// every batch, and retrying would hide it.
+	// Engine errors stop the run unless FailBatchOnly (see Config).
 	started := time.Now()
 	version, err := p.engine.Predict(ctx, b, out)
 	if err != nil {

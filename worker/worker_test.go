@@ -233,6 +233,53 @@ func TestEngineFailureAcksEveryItemWithTheError(t *testing.T) {
 	src.ackedOnce(t, boom)
 }
 
+// longFails fails every batch that holds a sequence longer than limit.
+type longFails struct {
+	sumEngine
+	limit int
+}
+
+func (e longFails) Predict(ctx context.Context, b *batching.Batch, out EngineOutputs) (string, error) {
+	if b.Steps > e.limit {
+		return "", errors.New("out of device memory")
+	}
+	return e.sumEngine.Predict(ctx, b, out)
+}
+
+// With FailBatchOnly a failing batch fails its own items; the others are
+// scored and the run goes on.
+func TestFailBatchOnlyKeepsTheRunGoing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	works := randomWorks(60, 3)
+	src := &sliceSource{works: works, acks: map[int][]error{}}
+	sink := &memorySink{results: map[string]Result{}}
+	cfg := testConfig()
+	cfg.FailBatchOnly = true
+	if _, err := Run(ctx, cfg, src, longFails{limit: 10}, sink, &memoryRejects{}, nil); err != nil {
+		t.Fatalf("Run = %v, want the run to go on", err)
+	}
+	failed, scored := 0, 0
+	for i, w := range works {
+		acks := src.acks[i]
+		if len(acks) != 1 {
+			t.Fatalf("work %d acked %d times", i, len(acks))
+		}
+		_, inSink := sink.results[w.Seq.StudentID]
+		switch {
+		case acks[0] != nil && !inSink:
+			failed++
+		case acks[0] == nil && inSink:
+			scored++
+		default:
+			t.Fatalf("work %d (len %d): ack %v, in sink %t", i, len(w.Seq.Skills), acks[0], inSink)
+		}
+	}
+	if failed == 0 || scored == 0 {
+		t.Fatalf("%d failed, %d scored; want both (long sequences fail, short ones are scored)", failed, scored)
+	}
+}
+
 func TestSinkFailureAcksWithTheErrorAndNothingAsDone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
