@@ -1,7 +1,7 @@
 // Package lifecycle runs a server process's parts — its front doors, the
 // pipeline behind them, background tasks and the operations endpoint —
 // under one owner: they start together, any one of them ending stops all,
-// every stage of stopping is bounded, and every client is closed however
+// each stage of stopping has a deadline, and every client is closed however
 // the process stops.
 package lifecycle
 
@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Process is everything one server process runs, handed to Run.
@@ -71,7 +69,8 @@ func HTTPFrontend(name, addr string, h http.Handler) Frontend {
 
 // Run owns every goroutine of a server process: the front doors, the
 // operations endpoint, the pipeline and the background tasks run in one
-// group, and Run returns only when all of them have stopped.
+// group, and Run returns only when all of them have stopped, with every
+// error any of them met.
 //
 // Event order. Every listener is bound first, so a taken port fails before
 // any input is read. Then the group starts; stop (a context below ctx) ends
@@ -83,7 +82,9 @@ func HTTPFrontend(name, addr string, h http.Handler) Frontend {
 // the Kafka clients are closed under it (its reads and writes fail, so it
 // returns; its uncommitted input is redelivered after a restart) and Run
 // reports the overrun. The Kafka clients are closed in every case, and the
-// operations endpoint is shut down last.
+// operations endpoint is shut down last. Run then still waits for the
+// pipeline to return: with its clients closed it returns promptly, unless a
+// model run is in progress, which TensorFlow cannot interrupt.
 func Run(ctx context.Context, p Process) error {
 	ops := HTTPFrontend("HTTP", p.HTTPAddr, p.Handler)
 	all := append([]Frontend{ops}, p.Frontends...)
@@ -124,29 +125,35 @@ func Run(ctx context.Context, p Process) error {
 	defer startDrain()
 	pipelineDone := make(chan struct{})
 	var overrun error
-	g := new(errgroup.Group)
+	var errsMu sync.Mutex
+	var errs []error // every part's error, not only the first
+	var g sync.WaitGroup
+	keep := func(err error) {
+		if err != nil {
+			errsMu.Lock()
+			errs = append(errs, err)
+			errsMu.Unlock()
+		}
+	}
 	for i, f := range all {
-		g.Go(func() error {
+		g.Go(func() {
 			defer cancel()
 			if err := f.Serve(listeners[i]); err != nil {
-				return fmt.Errorf("%s server on %s: %w", f.Name, f.Addr, err)
+				keep(fmt.Errorf("%s server on %s: %w", f.Name, f.Addr, err))
 			}
-			return nil
 		})
 	}
-	g.Go(func() error {
+	g.Go(func() {
 		defer close(pipelineDone)
 		defer cancel()
-		err := p.Pipeline(drain)
-		if errors.Is(err, context.Canceled) {
-			return nil
+		if err := p.Pipeline(drain); !errors.Is(err, context.Canceled) {
+			keep(err)
 		}
-		return err
 	})
 	for _, task := range p.Background {
-		g.Go(func() error { task(stop); return nil })
+		g.Go(func() { task(stop) })
 	}
-	g.Go(func() error {
+	g.Go(func() {
 		<-stop.Done()
 		var frontends sync.WaitGroup
 		for _, f := range p.Frontends {
@@ -162,9 +169,8 @@ func Run(ctx context.Context, p Process) error {
 		closeClients()
 		<-pipelineDone
 		within(ops.Stop)
-		return nil
 	})
-	err := g.Wait()
+	g.Wait()
 	closeClients() // no-op unless the group ended without the stopper above closing
-	return errors.Join(overrun, err, closeErr)
+	return errors.Join(append([]error{overrun}, append(errs, closeErr)...)...)
 }

@@ -43,7 +43,8 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer changelog.Close(context.WithoutCancel(ctx))
+	closeChangelog := closeOnce(changelog.Close)
+	defer closeChangelog(context.WithoutCancel(ctx)) // on the way out before serving; serving closes it itself
 	store, err := state.NewStore(state.StoreConfig{MaxStudents: cfg.StateMaxStudents, Idle: cfg.StateIdle, Fetch: changelog})
 	if err != nil {
 		return err
@@ -52,7 +53,8 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	if err != nil {
 		return err
 	}
-	defer producer.Close(context.WithoutCancel(ctx))
+	closeProducer := closeOnce(producer.Close)
+	defer closeProducer(context.WithoutCancel(ctx))
 
 	// The pipeline exists before the consumer, whose rebalance callbacks
 	// call it; the Kafka side is filled in below.
@@ -106,12 +108,12 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 		if eos.Transactor, err = kafka.NewTransactor(kafka.TransactConfig{Consumer: consumerCfg, TransactionalID: cfg.transactionalID()}); err != nil {
 			return err
 		}
-		ping, p.Closers = producer.Ping, []func(context.Context) error{eos.Transactor.Close}
+		ping, p.Closers = producer.Ping, []func(context.Context) error{eos.Transactor.Close, closeProducer, closeChangelog}
 	} else {
 		if alo.Consumer, err = kafka.NewConsumer(consumerCfg); err != nil {
 			return err
 		}
-		ping, lag, p.Closers = alo.Consumer.Ping, alo.Consumer.Lag, []func(context.Context) error{alo.Consumer.Close}
+		ping, lag, p.Closers = alo.Consumer.Ping, alo.Consumer.Lag, []func(context.Context) error{alo.Consumer.Close, closeProducer, closeChangelog}
 	}
 	p.Handler = lifecycle.OpsHandler(registry, brokerReady(ping))
 	events.RegisterMetrics(registry, &progress, store, lag)

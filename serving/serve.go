@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/gpu"
@@ -133,5 +134,17 @@ func brokerReady(ping func(context.Context) error) func(context.Context) error {
 			return fmt.Errorf("broker unreachable: %w", err)
 		}
 		return nil
+	}
+}
+
+// closeOnce makes a client's Close safe to call from both the lifecycle
+// (bounded, in the shutdown order) and a deferred cleanup of an early
+// return: only the first call closes.
+func closeOnce(close func(context.Context) error) func(context.Context) error {
+	var once sync.Once
+	var err error
+	return func(ctx context.Context) error {
+		once.Do(func() { err = close(ctx) })
+		return err
 	}
 }
