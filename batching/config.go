@@ -54,13 +54,13 @@ func (c Config) Validate() error {
 		bad("NumSkills", c.NumSkills, "set it to the model's num_skills (> 0)")
 	}
 	if c.MaxBatchSize <= 0 {
-		bad("MaxBatchSize", c.MaxBatchSize, "must be at least 1: an unlimited batch size is not allowed")
+		bad("MaxBatchSize", c.MaxBatchSize, "must be at least 1, e.g. 64 (there is no unlimited batch size)")
 	}
 	if c.MaxDelay <= 0 {
-		bad("MaxDelay", c.MaxDelay, "must be positive: an unlimited delay is not allowed")
+		bad("MaxDelay", c.MaxDelay, "must be positive, e.g. 50ms (there is no unlimited wait)")
 	}
 	if c.MaxPaddedSteps <= 0 {
-		bad("MaxPaddedSteps", c.MaxPaddedSteps, "must be positive: an unlimited budget on batch size × padded length is not allowed")
+		bad("MaxPaddedSteps", c.MaxPaddedSteps, "must be positive, e.g. 32768 (the budget on batch size × padded length bounds memory)")
 	}
 	if g := c.BucketGrowth; g != 0 && !(g > 1 && g <= 2) { // written so NaN is rejected too
 		bad("BucketGrowth", g, fmt.Sprintf("must be in (1, 2]; e.g. %v, the measured default", DefaultBucketGrowth))

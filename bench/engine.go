@@ -63,7 +63,7 @@ func Engine(f scoring.Options, rows []string, runs, warmup int, asJSON bool, std
 		return err
 	}
 	defer m.Close()
-	threads := gpu.ThreadsPerSession(f.Threads, f.Sessions) // as loadModel chose, for the report
+	threads := gpu.ThreadsPerSession(f.Threads, f.Sessions) // as scoring.LoadModel chose, for the report
 
 	seqs, err := ReadAll(f, m.NumSkills)
 	if err != nil {
@@ -92,6 +92,9 @@ func Engine(f scoring.Options, rows []string, runs, warmup int, asJSON bool, std
 			batches, err = naiveBatches(f.BatchSize, m.NumSkills, seqs)
 		}
 		if err != nil {
+			if rowModel != m {
+				rowModel.Close()
+			}
 			return err
 		}
 		res := engineRow{Row: row, Name: name, Signature: rowModel.Signature, Sessions: f.Sessions, Threads: threads}
@@ -246,6 +249,7 @@ func predictAll(m *model.Model, sessions int, batches []*batching.Batch, outs []
 	return time.Since(start).Seconds(), errors.Join(errs...)
 }
 
+// Median is the middle of v (the mean of the two middle values for an even count).
 func Median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -266,7 +270,7 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// peakRSSKiB is the process's peak resident set (VmHWM), or -1 where
+// PeakRSSKiB is the process's peak resident set (VmHWM), or -1 where
 // /proc/self/status is unavailable.
 func PeakRSSKiB() int64 {
 	file, err := os.Open("/proc/self/status")

@@ -102,7 +102,10 @@ func (s *Stepper) Apply(ctx context.Context, students []*Student) (StepStats, er
 func (s *Stepper) Stream(ctx context.Context, next func() (*Student, error), done func(*Student) error) (StepStats, error) {
 	var stats StepStats
 	batch, more := s.batch[:0], true
-	defer func() { s.batch = batch[:0] }()
+	defer func() {
+		clear(batch) // the kept backing array must not hold students (their states) alive
+		s.batch = batch[:0]
+	}()
 	for {
 		for more && (s.cfg.MaxRows == 0 || len(batch) < s.cfg.MaxRows) {
 			st, err := next()

@@ -54,7 +54,7 @@ type emitSummary struct {
 // the reason).
 func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer) error {
 	start := time.Now()
-	stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{MaxRows: emitStateRows})
+	stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{MaxRows: emitStateRows, Engines: o.Sessions})
 	if err != nil {
 		return err
 	}

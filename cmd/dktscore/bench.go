@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,7 +19,7 @@ Rows: a (engine ceiling, length buckets), o (row a on the origin predict signatu
 f (naive batching: file order, pad to longest), g (event mode: carried state vs re-scoring),
 m (load generator for a running model-server or TF Serving at --target: closed-loop
 clients, one student per Predict request as the origin's client sent it; no model is loaded).
---output, --trajectory and --quiet are ignored.
+score's output flags (--output, --trajectory, --emit-state, --quiet, --cpuprofile) are ignored.
 The full side-by-side benchmark (score, serve, Python baselines) is ` + "`make bench`" + ` (bench/run.py).
 `
 
@@ -43,6 +44,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	var engineRows []string
 	wantEvents, wantFrontDoor := false, false
+	var badRows []error
 	for _, r := range strings.Split(rows, ",") {
 		switch r = strings.TrimSpace(r); r {
 		case "g":
@@ -52,10 +54,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		case "a", "o", "f":
 			engineRows = append(engineRows, r)
 		default:
-			err = fmt.Errorf("--rows: %q is not a, o, f, g or m", r)
+			badRows = append(badRows, fmt.Errorf("--rows: %q is not a, o, f, g or m", r))
 		}
 	}
-	if err != nil {
+	if err = errors.Join(append([]error{err}, badRows...)...); err != nil {
 		writeProblems(stderr, "dktscore bench", err, nil)
 		return 2
 	}

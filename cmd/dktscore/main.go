@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/dktscore/dktscore/config"
+	"github.com/dktscore/dktscore/serving"
 )
 
 const usage = `dktscore scores student interaction histories with a Deep Knowledge Tracing SavedModel.
@@ -85,4 +87,13 @@ func writeProblems(w io.Writer, command string, err error, unknown []config.Unkn
 		fmt.Fprintf(w, "  - warning: %s\n", u.Warning(command))
 	}
 	fmt.Fprintf(w, "Run '%s --help' for every setting with its default and meaning.\n", command)
+}
+
+// withoutServeVariables drops the variables serve reads from unknown: a
+// deployment sets them for its workers, and another command that shares the
+// environment should not call them typos.
+func withoutServeVariables(unknown []config.Unknown) []config.Unknown {
+	var cfg serving.Config
+	names := serving.Settings(&cfg).Names()
+	return slices.DeleteFunc(unknown, func(u config.Unknown) bool { return slices.Contains(names, u.Name) })
 }

@@ -6,12 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 
-	"github.com/dktscore/dktscore/config"
 	"github.com/dktscore/dktscore/modelserver"
-	"github.com/dktscore/dktscore/serving"
 )
 
 const modelServerIntro = `Usage: dktscore model-server --port=8500 [--rest_api_port=8501] --model_name=NAME --model_base_path=DIR [flags]
@@ -34,11 +31,8 @@ func modelServerCmd(args []string, stdout, stderr io.Writer) int {
 		set.WriteUsage(stdout, modelServerIntro)
 		return 0
 	}
-	// A variable another dktscore command reads (the images set
-	// DKTSCORE_MODEL for serve) is not a typo here.
-	var servingCfg serving.Config
-	serveNames := serving.Settings(&servingCfg).Names()
-	unknown := slices.DeleteFunc(res.Unknown, func(u config.Unknown) bool { return slices.Contains(serveNames, u.Name) })
+	// The images set DKTSCORE_MODEL for serve: not a typo here.
+	unknown := withoutServeVariables(res.Unknown)
 	if err != nil {
 		writeProblems(stderr, "dktscore model-server", err, unknown)
 		return 2

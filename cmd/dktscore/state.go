@@ -66,9 +66,14 @@ func stateCmd(args []string, stdout, stderr io.Writer) int {
 		set.WriteUsage(stdout, stateUsage)
 		return 0
 	}
+	// serve's variables in the same environment are not typos here.
+	unknown := withoutServeVariables(res.Unknown)
 	if err != nil {
-		writeProblems(stderr, "dktscore state load", err, nil)
+		writeProblems(stderr, "dktscore state load", err, unknown)
 		return 2
+	}
+	for _, u := range unknown {
+		fmt.Fprintf(stderr, "dktscore state load: warning: %s\n", u.Warning("dktscore state load"))
 	}
 	load.Partitions = int32(partitions)
 	load.Client.ClientID = "dktscore"
