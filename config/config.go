@@ -173,7 +173,8 @@ func (s *Set) Resolve(args []string, environ []string) (Result, error) {
 		res.Unknown = s.unknown(vars)
 	}
 
-	fs := s.flagSet(io.Discard)
+	unparsedFlags := map[*Setting]bool{}
+	fs := s.flagSet(unparsedFlags)
 	flagProblems, help := parseAllFlags(fs, args)
 	if help {
 		return Result{Help: true}, nil
@@ -186,11 +187,8 @@ func (s *Set) Resolve(args []string, environ []string) (Result, error) {
 			problems = append(problems, err)
 			unparsed[st] = true
 		}
-	}
-	for _, p := range flagProblems {
-		var bad *flagValueError
-		if errors.As(p, &bad) {
-			unparsed[s.Lookup(bad.flag)] = true
+		if unparsedFlags[st] {
+			unparsed[st] = true
 		}
 	}
 	if fs.NArg() > 0 {
@@ -220,26 +218,47 @@ func (s *Set) Resolve(args []string, environ []string) (Result, error) {
 	return res, errors.Join(problems...)
 }
 
-// flagValueError is a flag whose value did not parse.
-type flagValueError struct {
-	flag string
-	err  error
-}
-
-func (e *flagValueError) Error() string { return e.err.Error() }
-func (e *flagValueError) Unwrap() error { return e.err }
-
-// flagSet registers every setting that has a flag.
-func (s *Set) flagSet(output io.Writer) *flag.FlagSet {
+// flagSet registers every setting that has a flag. A flag whose value does
+// not parse is recorded in unparsed, so that its checks are skipped (the
+// setting keeps its earlier value, which a check would misjudge as the
+// user's).
+func (s *Set) flagSet(unparsed map[*Setting]bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(s.command, flag.ContinueOnError)
-	fs.SetOutput(output)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {} // --help is answered by the caller, on stdout
 	for _, st := range s.settings {
 		if st.Flag != "" {
-			fs.Var(st.value, st.Flag, st.Help)
+			fs.Var(flagValue{st, unparsed}, st.Flag, st.Help)
 		}
 	}
 	return fs
+}
+
+// flagValue is a setting as the flag package sees it.
+type flagValue struct {
+	st       *Setting
+	unparsed map[*Setting]bool
+}
+
+func (f flagValue) Set(text string) error {
+	err := f.st.value.Set(text)
+	if err != nil {
+		f.unparsed[f.st] = true
+	}
+	return err
+}
+
+func (f flagValue) String() string {
+	if f.st == nil { // the flag package formats a zero Value for PrintDefaults
+		return ""
+	}
+	return f.st.value.String()
+}
+
+// IsBoolFlag lets a true/false setting's flag stand alone (--gpu-allow-growth).
+func (f flagValue) IsBoolFlag() bool {
+	b, ok := f.st.value.(*boolValue)
+	return ok && b != nil
 }
 
 // parseAllFlags parses args into fs and returns every bad flag, not just the
@@ -254,16 +273,7 @@ func parseAllFlags(fs *flag.FlagSet, args []string) (problems []error, help bool
 		case errors.Is(err, flag.ErrHelp):
 			return problems, true
 		}
-		problem := fmt.Errorf("command line: %w", err)
-		// The flag package names the flag in its message only; find which
-		// one consumed the value, so that its checks are skipped.
-		if name, ok := strings.CutPrefix(err.Error(), "invalid value "); ok {
-			if _, rest, found := strings.Cut(name, " for flag -"); found {
-				flagName, _, _ := strings.Cut(rest, ":")
-				problem = &flagValueError{flag: flagName, err: problem}
-			}
-		}
-		problems = append(problems, problem)
+		problems = append(problems, fmt.Errorf("command line: %w", err))
 		if len(fs.Args()) >= len(args) {
 			// Nothing consumed ("bad flag syntax: ---x"): stop, and leave no
 			// arguments behind to be reported again as unexpected.
