@@ -18,9 +18,9 @@ import (
 	tensorpb "github.com/wamuir/graft/tensorflow/core/framework/tensor_go_proto"
 	apis "github.com/wamuir/graft/tensorflow/serving/apis_go_proto"
 
+	"github.com/dktscore/dktscore/engine"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
-	"github.com/dktscore/dktscore/scoring"
 	"github.com/dktscore/dktscore/worker"
 )
 
@@ -172,7 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 	batches.FlushWhenIdle = true
 	// One batch the model cannot run fails its own callers, not the server.
 	cfg := worker.Config{Batching: batches, Engines: s.cfg.Sessions, Trajectory: true, FailBatchOnly: true, Observer: s.batches}
-	_, err := worker.Run(ctx, cfg, source{s}, scoring.Engine(s.versions), sink{}, rejects{}, s.progress)
+	_, err := worker.Run(ctx, cfg, source{s}, engine.Of(s.versions), sink{}, rejects{}, s.progress)
 	for _, r := range s.queue.close() {
 		r.call.fail(errStopped)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dktscore/dktscore/engine"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
@@ -76,7 +77,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	cfg := worker.Config{Batching: o.Batching.Config(m.NumSkills), Engines: o.Sessions, MaxSteps: o.MaxSteps, Trajectory: o.Trajectory}
 	var progress worker.Progress
 	bar := startProgress(stderr, !o.Quiet, input, &progress)
-	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, Engine(model.FixedVersion(m)), sink,
+	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, engine.Of(model.FixedVersion(m)), sink,
 		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile)}, &progress)
 	bar.stop()
 	if runErr != nil {

@@ -8,12 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/dktscore/dktscore/engine"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
-	"github.com/dktscore/dktscore/scoring"
 	"github.com/dktscore/dktscore/sequences"
 	"github.com/dktscore/dktscore/worker"
 )
@@ -50,7 +50,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 			metrics.CountRejects(loggedRejects{log: log,
 				next: sequences.DeadLetterSink{Writer: w, Topic: cfg.DeadLetterTopic}})
 	}
-	engine := scoring.Engine(versions)
+	scorer := engine.Of(versions)
 
 	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
 		Closers: []func(context.Context) error{producer.Close},
@@ -70,7 +70,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 		ping = producer.Ping
 		p.Closers = append([]func(context.Context) error{t.Close}, p.Closers...)
 		p.Pipeline = func(ctx context.Context) error {
-			return sequences.RunTransactions(ctx, pipeline, t, decode, engine, sinks, &progress)
+			return sequences.RunTransactions(ctx, pipeline, t, decode, scorer, sinks, &progress)
 		}
 	} else {
 		consumer, err := kafka.NewConsumer(cfg.consumer())
@@ -85,7 +85,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 		sink, rejects := sinks(producer)
 		source := sequences.MessageSource{Reader: consumer, NumSkills: m.NumSkills, MaxBytes: cfg.MaxMessageBytes}
 		p.Pipeline = func(ctx context.Context) error {
-			_, err := worker.Run(ctx, pipeline, source, engine, sink, rejects, &progress)
+			_, err := worker.Run(ctx, pipeline, source, scorer, sink, rejects, &progress)
 			return err
 		}
 	}

@@ -1,4 +1,7 @@
-package scoring
+// Package engine runs the pipeline's batches on the model: it adapts the
+// served model versions (package model) to the plain-Go engine interface of
+// package worker, for every command that scores sequences.
+package engine
 
 import (
 	"context"
@@ -8,10 +11,9 @@ import (
 	"github.com/dktscore/dktscore/worker"
 )
 
-// Engine adapts the served model versions to the pipeline's plain-Go engine
-// interface. Each batch runs on the version current when it starts;
-// a reload swaps versions between batches, never during one.
-func Engine(versions *model.Versions) worker.Engine { return modelEngine{versions} }
+// Of runs each batch on the version current when it starts; a reload swaps
+// versions between batches, never during one.
+func Of(versions *model.Versions) worker.Engine { return modelEngine{versions} }
 
 type modelEngine struct{ versions *model.Versions }
 
