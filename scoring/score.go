@@ -24,6 +24,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckPaths(o); err != nil {
+		return err
+	}
 	m, err := LoadModel(o)
 	if err != nil {
 		return err
@@ -65,7 +68,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rejectsPath := o.Output + ".rejects.jsonl"
+	rejectsPath := rejectsName(o.Output)
 	rejectsFile, err := os.Create(rejectsPath)
 	if err != nil {
 		abort()
