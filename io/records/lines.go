@@ -14,6 +14,9 @@ import (
 // histories while keeping a corrupt file without newlines from exhausting memory.
 const defaultMaxLineBytes = 16 << 20
 
+// utf8BOM is the byte order mark some tools put at the start of a UTF-8 file.
+const utf8BOM = "\ufeff"
+
 // lineReader streams lines of any length up to max bytes. A longer line is
 // reported as tooLong (its rest is skipped, not buffered) so that decoders can
 // reject it and go on with the next line.
@@ -74,6 +77,11 @@ func (r *lineReader) next() (text []byte, tooLong bool, err error) {
 		return nil, false, fmt.Errorf("records: cannot read input %s after line %d: %w", r.name, r.line, err)
 	}
 	r.line++
+	if r.line == 1 {
+		// A UTF-8 byte order mark (Excel and Windows tools write one) is
+		// not part of the first record, whatever the format.
+		r.buf = bytes.TrimPrefix(r.buf, []byte(utf8BOM))
+	}
 	r.buf = bytes.TrimSuffix(r.buf, []byte("\n"))
 	r.buf = bytes.TrimSuffix(r.buf, []byte("\r"))
 	return r.buf, r.tooLong, nil

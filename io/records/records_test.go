@@ -403,3 +403,36 @@ func TestJSONRejectsInvalidUTF8(t *testing.T) {
 		t.Fatalf("invalid UTF-8 gave %v, want a reject naming the offset", err)
 	}
 }
+
+// TestBOM: a UTF-8 byte order mark at the start of a text input is not part
+// of the first record, in every text format.
+func TestBOM(t *testing.T) {
+	const bom = "\ufeff"
+	inputs := map[Format]string{
+		FormatDKT3:  "2\n1,2\n0,1\n1\n3\n1\n",
+		FormatJSONL: `{"student_id":"a","skills":[1,2],"correct":[0,1]}` + "\n" + `{"student_id":"b","skills":[3],"correct":[1]}` + "\n",
+		FormatCSV:   "student_id,skill_id,correct\na,1,0\na,2,1\nb,3,1\n",
+	}
+	for format, in := range inputs {
+		t.Run(string(format), func(t *testing.T) {
+			_, want := drain(t, readerFor(t, format, in, smallSkillsOpt), smallSkillsOpt)
+			_, got := drain(t, readerFor(t, format, bom+in, smallSkillsOpt), smallSkillsOpt)
+			if render(got) != render(want) {
+				t.Errorf("with a BOM:\n%swithout:\n%s", render(got), render(want))
+			}
+			if len(want) != 2 || !want[0].ok || !want[1].ok {
+				t.Errorf("want two sequences:\n%s", render(want))
+			}
+			// Opened from a file with the format detected, too.
+			path := writeFile(t, "bom."+map[Format]string{FormatDKT3: "txt", FormatJSONL: "jsonl", FormatCSV: "csv"}[format], []byte(bom+in))
+			r, err := Open(path, "", Options{NumSkills: smallSkillsOpt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, got := drain(t, r, smallSkillsOpt); render(got) != render(want) {
+				t.Errorf("opened with a BOM:\n%swithout:\n%s", render(got), render(want))
+			}
+		})
+	}
+}
