@@ -436,3 +436,36 @@ func TestBOM(t *testing.T) {
 		})
 	}
 }
+
+// TestJSONLDuplicateStudent: a student on a second line is rejected, naming
+// the line already scored, and not scored twice; a rejected first line does
+// not count as scored.
+func TestJSONLDuplicateStudent(t *testing.T) {
+	in := `{"student_id":"a","skills":[1,2],"correct":[0,1]}
+{"student_id":"b","skills":[1,99],"correct":[0,1]}
+{"student_id":"a","skills":[3],"correct":[1]}
+{"student_id":"b","skills":[4],"correct":[0]}
+{"student_id":"c","skills":[5],"correct":[1]}
+
+{"student_id":"a","skills":[6],"correct":[1]}
+{"student_id":"b","skills":[7],"correct":[1]}
+`
+	seqs, outs := drain(t, readerFor(t, FormatJSONL, in, smallSkillsOpt), smallSkillsOpt)
+	checkOutcomes(t, outs, []want{
+		ok(1, "a", "[1 2]/[0 1]"),
+		bad(2, "b", "skill id 99"),
+		bad(3, "a", `student "a" appears again (first at line 1, which is scored)`),
+		ok(4, "b", "[4]/[0]"),
+		ok(5, "c", "[5]/[1]"),
+		bad(7, "a", "first at line 1"),
+		bad(8, "b", "first at line 4"),
+	})
+	if len(seqs) != 3 {
+		t.Errorf("scored %d sequences, want 3", len(seqs))
+	}
+	for _, o := range outs {
+		if !o.ok && strings.Contains(o.reason, "appears again") && !strings.Contains(o.reason, "one line with the whole history") {
+			t.Errorf("reason does not say how to fix it: %s", o.reason)
+		}
+	}
+}
