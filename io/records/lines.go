@@ -91,7 +91,16 @@ func (r *lineReader) next() (text []byte, tooLong bool, err error) {
 func (r *lineReader) unread() { r.unreadOK = true }
 
 func (r *lineReader) tooLongLine(line int) *problem {
-	return problemf(RejectTooLarge, "line %d is longer than %d bytes: raise Options.MaxLineBytes or split the record", line, r.max)
+	return problemf(RejectTooLarge, "line %d is longer than the %s limit on one line; such a line is usually a file without line breaks or in another format (check --input-format); "+
+		"a history this long can be given in the long CSV or Parquet layout (one row per interaction), which has no limit per student", line, byteSize(r.max))
+}
+
+// byteSize renders a byte count for messages: "16 MiB", "50 bytes".
+func byteSize(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // quoteSample quotes the start of a bad value for a reject reason, so that a

@@ -137,7 +137,7 @@ func TestCSVRejects(t *testing.T) {
 		{"good, quoted ids, crlf, blank lines", head + "\"a\",1,0\r\n\"a\",2,1\r\n\r\nb,3,1\n",
 			[]want{ok(2, "a", "[1 2]/[0 1]"), ok(5, "b", "[3]/[1]")}},
 		{"skill out of range", head + "a,1,0\na,10,1\nb,3,1\n",
-			[]want{bad(2, "a", "line 3: skill id 10  is outside [0,10)"), ok(4, "b", "[3]/[1]")}},
+			[]want{bad(2, "a", "line 3: skill id 10 is outside [0,10)"), ok(4, "b", "[3]/[1]")}},
 		{"correct not 0/1", head + "a,1,0\na,2,7\nb,3,1\n",
 			[]want{bad(2, "a", "line 3: correct \"7\" must be 0 or 1"), ok(4, "b", "[3]/[1]")}},
 		{"short row", head + "a,1\nb,3,1\n",
@@ -241,7 +241,7 @@ func TestParquet(t *testing.T) {
 			{"a", 1, 1, ts(1)},
 			{"e", 2, 0, ts(1)},
 		}, pqLayout{timestamp: true}, []want{
-			bad(0, "a", "row 2: skill id 12  is outside [0,10)"),
+			bad(0, "a", "row 2: skill id 12 is outside [0,10)"),
 			bad(0, "b", "row 3: correct \"3\" must be 0 or 1"),
 			bad(0, "", "row 5 has no student_id"), // an orphan row is reported as soon as it is read
 			bad(0, "c", "row 4: timestamp null"),
@@ -334,7 +334,7 @@ func TestLongLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, outs := drain(t, r, 10)
-	checkOutcomes(t, outs, []want{bad(1, "0", "line 2 is longer than 50 bytes: raise Options.MaxLineBytes"), ok(4, "1", "[4]/[1]")})
+	checkOutcomes(t, outs, []want{bad(1, "0", "line 2 is longer than the 50 bytes limit on one line; such a line is usually a file without line breaks"), ok(4, "1", "[4]/[1]")})
 	// Long lines within the limit are read whole, across bufio's buffer size.
 	n := 200_000
 	in = itoa(n) + "\n" + strings.Repeat("3,", n) + "\n" + strings.Repeat("1,", n) + "\n"
@@ -466,6 +466,29 @@ func TestJSONLDuplicateStudent(t *testing.T) {
 	for _, o := range outs {
 		if !o.ok && strings.Contains(o.reason, "appears again") && !strings.Contains(o.reason, "one line with the whole history") {
 			t.Errorf("reason does not say how to fix it: %s", o.reason)
+		}
+	}
+}
+
+// TestTooLongLineReason: the default limit is named in units a user reads,
+// with what to do, for every text format.
+func TestTooLongLineReason(t *testing.T) {
+	r := &lineReader{max: defaultMaxLineBytes}
+	p := r.tooLongLine(7)
+	for _, w := range []string{"line 7 is longer than the 16 MiB limit", "--input-format", "long CSV or Parquet"} {
+		if !strings.Contains(p.reason, w) {
+			t.Errorf("reason %q lacks %q", p.reason, w)
+		}
+	}
+	in := `{"student_id":"a","skills":[` + strings.Repeat("1,", 40) + `1],"correct":[1]}` + "\n"
+	for format, text := range map[Format]string{FormatJSONL: in, FormatCSV: "student_id,skill_id,correct\n" + strings.Repeat("a", 80) + ",1,1\n"} {
+		rd, err := NewReader(strings.NewReader(text), "in", format, Options{NumSkills: 10, MaxLineBytes: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, outs := drain(t, rd, 10)
+		if len(outs) != 1 || !strings.Contains(outs[0].reason, "longer than the 50 bytes limit") {
+			t.Errorf("%s: %s", format, render(outs))
 		}
 	}
 }
