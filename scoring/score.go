@@ -112,10 +112,23 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	}
 	printSummary(stdout, sum, o, outFormat, trajectoryPath, rejectsPath)
 	fmt.Fprintf(stdout, "model=%s/%s signature=%s\n", m.Name, m.Version, m.Signature)
+	if sum.Students == 0 && sum.Rejected > 0 {
+		return allRejected(sum.Rejected, o, rejectsPath)
+	}
 	if o.EmitState != "" {
 		return emitStates(ctx, m, o, stdout)
 	}
 	return nil
+}
+
+// allRejected is the error of a run that read records but scored none: the
+// input is almost certainly in another format or for another model.
+func allRejected(n int64, o Options, rejectsPath string) error {
+	hint := "check the input's format (--input-format) and that its skill ids fit the model"
+	if o.InputFormat != "" {
+		hint = fmt.Sprintf("--input-format %s was given: check that %s is in that format, or leave the flag out to detect it", o.InputFormat, o.Input)
+	}
+	return fmt.Errorf("all %d records of %s were rejected, nothing was scored; the reason for each is in %s; %s", n, o.Input, rejectsPath, hint)
 }
 
 func printSummary(w io.Writer, s worker.Summary, o Options, format columnar.Format, trajectoryPath, rejectsPath string) {
