@@ -36,9 +36,6 @@ func checkEmitState(o Options, m *model.Model) error {
 		// Step's error says why and how to re-export.
 		return fmt.Errorf("--emit-state: %w", m.Step(context.Background(), model.StepInputs{}, model.StepOutputs{}))
 	}
-	if filepath.Clean(o.EmitState) == filepath.Clean(o.Output) {
-		return fmt.Errorf("--emit-state %s is the --output file; name another file", o.EmitState)
-	}
 	return nil
 }
 

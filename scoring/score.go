@@ -25,6 +25,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckPaths(o); err != nil {
+		return err
+	}
 	m, err := LoadModel(o)
 	if err != nil {
 		return err
@@ -66,19 +69,29 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rejectsPath := o.Output + ".rejects.jsonl"
-	rejectsFile, err := os.Create(rejectsPath)
+	rejectsPath := rejectsName(o.Output)
+	// Like the columnar outputs, the rejects are written under a temporary
+	// name and renamed into place only when the run succeeds: a failed run
+	// leaves the previous run's rejects next to its mastery file.
+	rejectsFile, err := createTemp(rejectsPath)
 	if err != nil {
 		abort()
 		return err
 	}
-	defer rejectsFile.Close()
+	defer rejectsFile.discard()
+	abort = func() {
+		mastery.Abort()
+		if sink.Trajectory != nil {
+			sink.Trajectory.Abort()
+		}
+		rejectsFile.discard()
+	}
 
 	cfg := worker.Config{Batching: o.Batching.Config(m.NumSkills), Engines: o.Sessions, MaxSteps: o.MaxSteps, Trajectory: o.Trajectory}
 	var progress worker.Progress
 	bar := startProgress(stderr, !o.Quiet, input, &progress)
 	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, engine.Of(model.FixedVersion(m)), sink,
-		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile)}, &progress)
+		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile.f)}, &progress)
 	bar.stop()
 	if runErr != nil {
 		abort()
@@ -91,15 +104,32 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if sink.Trajectory != nil {
 		closeErr = errors.Join(closeErr, sink.Trajectory.Close())
 	}
-	if err := errors.Join(closeErr, rejectsFile.Close()); err != nil {
+	if closeErr != nil {
+		rejectsFile.discard() // a failed Close already removed its own file
+		return closeErr
+	}
+	if err := rejectsFile.commit(); err != nil {
 		return err
 	}
 	printSummary(stdout, sum, o, outFormat, trajectoryPath, rejectsPath)
 	fmt.Fprintf(stdout, "model=%s/%s signature=%s\n", m.Name, m.Version, m.Signature)
+	if sum.Students == 0 && sum.Rejected > 0 {
+		return allRejected(sum.Rejected, o, rejectsPath)
+	}
 	if o.EmitState != "" {
 		return emitStates(ctx, m, o, stdout)
 	}
 	return nil
+}
+
+// allRejected is the error of a run that read records but scored none: the
+// input is almost certainly in another format or for another model.
+func allRejected(n int64, o Options, rejectsPath string) error {
+	hint := "check the input's format (--input-format) and that its skill ids fit the model"
+	if o.InputFormat != "" {
+		hint = fmt.Sprintf("--input-format %s was given: check that %s is in that format, or leave the flag out to detect it", o.InputFormat, o.Input)
+	}
+	return fmt.Errorf("all %d records of %s were rejected, nothing was scored; the reason for each is in %s; %s", n, o.Input, rejectsPath, hint)
 }
 
 func printSummary(w io.Writer, s worker.Summary, o Options, format columnar.Format, trajectoryPath, rejectsPath string) {
@@ -139,4 +169,56 @@ func outputFormat(path, flagValue string) (columnar.Format, error) {
 func trajectoryName(output string) string {
 	ext := filepath.Ext(output)
 	return strings.TrimSuffix(output, ext) + ".trajectory" + ext
+}
+
+// tempFile is an output written under a temporary name in its destination's
+// directory until commit renames it into place.
+type tempFile struct {
+	f    *os.File
+	path string
+	done bool
+}
+
+func createTemp(path string) (*tempFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*.partial")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w (check the directory exists and is writable)", path, err)
+	}
+	// CreateTemp makes the file private; results are meant to be shared.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &tempFile{f: f, path: path}, nil
+}
+
+// commit syncs the file and renames it to its path.
+func (t *tempFile) commit() error {
+	t.done = true
+	tmp := t.f.Name()
+	err := t.f.Sync()
+	err = errors.Join(err, t.f.Close())
+	if err == nil {
+		err = os.Rename(tmp, t.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", t.path, err)
+	}
+	return nil
+}
+
+// discard removes the temporary file, unless it was committed.
+func (t *tempFile) discard() {
+	if t.done {
+		return
+	}
+	t.done = true
+	t.f.Close()
+	os.Remove(t.f.Name())
 }

@@ -27,6 +27,10 @@ func scoreCmd(args []string, stdout, stderr io.Writer) int {
 	if err == nil && (o.Input == "" || o.Output == "") {
 		err = fmt.Errorf("--input and --output are required")
 	}
+	if err == nil {
+		// Before the model loads: a run must not destroy what is at an output path.
+		err = scoring.CheckPaths(o)
+	}
 	if err != nil {
 		writeProblems(stderr, "dktscore score", err, nil)
 		return 2

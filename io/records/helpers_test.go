@@ -59,6 +59,11 @@ func drain(t testing.TB, r Reader, numSkills int) ([]Sequence, []outcome) {
 			if rej.Reason == "" || !rej.Kind.Valid() {
 				t.Fatalf("reject without a reason or a kind: %+v", rej)
 			}
+			// A reason is for the user: no Go identifiers, no gaps left by an
+			// empty part.
+			if strings.Contains(rej.Reason, "  ") || strings.Contains(rej.Reason, "Options.") {
+				t.Errorf("reject reason has a double space or names a Go identifier: %q", rej.Reason)
+			}
 			outs = append(outs, outcome{line: rej.Line, record: rej.Record, student: rej.StudentID, reason: rej.Reason})
 		case err != nil:
 			t.Fatalf("fatal error: %v", err)

@@ -108,6 +108,10 @@ type jsonlReader struct {
 	name      string
 	numSkills int
 	record    int
+	// firstLine is the line of each student scored so far: a student seen
+	// again is rejected, not scored twice. One entry per student, as in the
+	// long CSV reader.
+	firstLine map[string]int
 }
 
 func newJSONLReader(r io.Reader, name string, opts Options) (*jsonlReader, error) {
@@ -115,7 +119,7 @@ func newJSONLReader(r io.Reader, name string, opts Options) (*jsonlReader, error
 	if err := lr.peek(); err != nil {
 		return nil, err
 	}
-	return &jsonlReader{lr: lr, name: name, numSkills: opts.NumSkills}, nil
+	return &jsonlReader{lr: lr, name: name, numSkills: opts.NumSkills, firstLine: map[string]int{}}, nil
 }
 
 func (j *jsonlReader) Close() error { return nil }
@@ -140,6 +144,11 @@ func (j *jsonlReader) Next() (Sequence, error) {
 		if p != nil {
 			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, StudentID: seq.StudentID, Kind: p.kind, Reason: p.reason}
 		}
+		if first, seen := j.firstLine[seq.StudentID]; seen {
+			return Sequence{}, &RejectError{Input: j.name, Line: line, Record: rec, StudentID: seq.StudentID, Kind: RejectOutOfOrder,
+				Reason: fmt.Sprintf("student %q appears again (first at line %d, which is scored); this line is not scored: give each student one line with the whole history, merging the two in order", seq.StudentID, first)}
+		}
+		j.firstLine[seq.StudentID] = line
 		seq.Line, seq.Record = line, rec
 		return seq, nil
 	}

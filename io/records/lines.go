@@ -14,6 +14,9 @@ import (
 // histories while keeping a corrupt file without newlines from exhausting memory.
 const defaultMaxLineBytes = 16 << 20
 
+// utf8BOM is the byte order mark some tools put at the start of a UTF-8 file.
+const utf8BOM = "\ufeff"
+
 // lineReader streams lines of any length up to max bytes. A longer line is
 // reported as tooLong (its rest is skipped, not buffered) so that decoders can
 // reject it and go on with the next line.
@@ -74,6 +77,11 @@ func (r *lineReader) next() (text []byte, tooLong bool, err error) {
 		return nil, false, fmt.Errorf("records: cannot read input %s after line %d: %w", r.name, r.line, err)
 	}
 	r.line++
+	if r.line == 1 {
+		// A UTF-8 byte order mark (Excel and Windows tools write one) is
+		// not part of the first record, whatever the format.
+		r.buf = bytes.TrimPrefix(r.buf, []byte(utf8BOM))
+	}
 	r.buf = bytes.TrimSuffix(r.buf, []byte("\n"))
 	r.buf = bytes.TrimSuffix(r.buf, []byte("\r"))
 	return r.buf, r.tooLong, nil
@@ -83,7 +91,16 @@ func (r *lineReader) next() (text []byte, tooLong bool, err error) {
 func (r *lineReader) unread() { r.unreadOK = true }
 
 func (r *lineReader) tooLongLine(line int) *problem {
-	return problemf(RejectTooLarge, "line %d is longer than %d bytes: raise Options.MaxLineBytes or split the record", line, r.max)
+	return problemf(RejectTooLarge, "line %d is longer than the %s limit on one line; such a line is usually a file without line breaks or in another format (check --input-format); "+
+		"a history this long can be given in the long CSV or Parquet layout (one row per interaction), which has no limit per student", line, byteSize(r.max))
+}
+
+// byteSize renders a byte count for messages: "16 MiB", "50 bytes".
+func byteSize(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // quoteSample quotes the start of a bad value for a reject reason, so that a

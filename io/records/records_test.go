@@ -137,7 +137,7 @@ func TestCSVRejects(t *testing.T) {
 		{"good, quoted ids, crlf, blank lines", head + "\"a\",1,0\r\n\"a\",2,1\r\n\r\nb,3,1\n",
 			[]want{ok(2, "a", "[1 2]/[0 1]"), ok(5, "b", "[3]/[1]")}},
 		{"skill out of range", head + "a,1,0\na,10,1\nb,3,1\n",
-			[]want{bad(2, "a", "line 3: skill id 10  is outside [0,10)"), ok(4, "b", "[3]/[1]")}},
+			[]want{bad(2, "a", "line 3: skill id 10 is outside [0,10)"), ok(4, "b", "[3]/[1]")}},
 		{"correct not 0/1", head + "a,1,0\na,2,7\nb,3,1\n",
 			[]want{bad(2, "a", "line 3: correct \"7\" must be 0 or 1"), ok(4, "b", "[3]/[1]")}},
 		{"short row", head + "a,1\nb,3,1\n",
@@ -241,7 +241,7 @@ func TestParquet(t *testing.T) {
 			{"a", 1, 1, ts(1)},
 			{"e", 2, 0, ts(1)},
 		}, pqLayout{timestamp: true}, []want{
-			bad(0, "a", "row 2: skill id 12  is outside [0,10)"),
+			bad(0, "a", "row 2: skill id 12 is outside [0,10)"),
 			bad(0, "b", "row 3: correct \"3\" must be 0 or 1"),
 			bad(0, "", "row 5 has no student_id"), // an orphan row is reported as soon as it is read
 			bad(0, "c", "row 4: timestamp null"),
@@ -334,7 +334,7 @@ func TestLongLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, outs := drain(t, r, 10)
-	checkOutcomes(t, outs, []want{bad(1, "0", "line 2 is longer than 50 bytes: raise Options.MaxLineBytes"), ok(4, "1", "[4]/[1]")})
+	checkOutcomes(t, outs, []want{bad(1, "0", "line 2 is longer than the 50 bytes limit on one line; such a line is usually a file without line breaks"), ok(4, "1", "[4]/[1]")})
 	// Long lines within the limit are read whole, across bufio's buffer size.
 	n := 200_000
 	in = itoa(n) + "\n" + strings.Repeat("3,", n) + "\n" + strings.Repeat("1,", n) + "\n"
@@ -401,5 +401,94 @@ func TestJSONRejectsInvalidUTF8(t *testing.T) {
 	var reject *RejectError
 	if !errors.As(err, &reject) || reject.Kind != RejectNotUTF8 || !strings.Contains(reject.Reason, "not valid UTF-8 (first bad byte at offset 16)") {
 		t.Fatalf("invalid UTF-8 gave %v, want a reject naming the offset", err)
+	}
+}
+
+// TestBOM: a UTF-8 byte order mark at the start of a text input is not part
+// of the first record, in every text format.
+func TestBOM(t *testing.T) {
+	const bom = "\ufeff"
+	inputs := map[Format]string{
+		FormatDKT3:  "2\n1,2\n0,1\n1\n3\n1\n",
+		FormatJSONL: `{"student_id":"a","skills":[1,2],"correct":[0,1]}` + "\n" + `{"student_id":"b","skills":[3],"correct":[1]}` + "\n",
+		FormatCSV:   "student_id,skill_id,correct\na,1,0\na,2,1\nb,3,1\n",
+	}
+	for format, in := range inputs {
+		t.Run(string(format), func(t *testing.T) {
+			_, want := drain(t, readerFor(t, format, in, smallSkillsOpt), smallSkillsOpt)
+			_, got := drain(t, readerFor(t, format, bom+in, smallSkillsOpt), smallSkillsOpt)
+			if render(got) != render(want) {
+				t.Errorf("with a BOM:\n%swithout:\n%s", render(got), render(want))
+			}
+			if len(want) != 2 || !want[0].ok || !want[1].ok {
+				t.Errorf("want two sequences:\n%s", render(want))
+			}
+			// Opened from a file with the format detected, too.
+			path := writeFile(t, "bom."+map[Format]string{FormatDKT3: "txt", FormatJSONL: "jsonl", FormatCSV: "csv"}[format], []byte(bom+in))
+			r, err := Open(path, "", Options{NumSkills: smallSkillsOpt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, got := drain(t, r, smallSkillsOpt); render(got) != render(want) {
+				t.Errorf("opened with a BOM:\n%swithout:\n%s", render(got), render(want))
+			}
+		})
+	}
+}
+
+// TestJSONLDuplicateStudent: a student on a second line is rejected, naming
+// the line already scored, and not scored twice; a rejected first line does
+// not count as scored.
+func TestJSONLDuplicateStudent(t *testing.T) {
+	in := `{"student_id":"a","skills":[1,2],"correct":[0,1]}
+{"student_id":"b","skills":[1,99],"correct":[0,1]}
+{"student_id":"a","skills":[3],"correct":[1]}
+{"student_id":"b","skills":[4],"correct":[0]}
+{"student_id":"c","skills":[5],"correct":[1]}
+
+{"student_id":"a","skills":[6],"correct":[1]}
+{"student_id":"b","skills":[7],"correct":[1]}
+`
+	seqs, outs := drain(t, readerFor(t, FormatJSONL, in, smallSkillsOpt), smallSkillsOpt)
+	checkOutcomes(t, outs, []want{
+		ok(1, "a", "[1 2]/[0 1]"),
+		bad(2, "b", "skill id 99"),
+		bad(3, "a", `student "a" appears again (first at line 1, which is scored)`),
+		ok(4, "b", "[4]/[0]"),
+		ok(5, "c", "[5]/[1]"),
+		bad(7, "a", "first at line 1"),
+		bad(8, "b", "first at line 4"),
+	})
+	if len(seqs) != 3 {
+		t.Errorf("scored %d sequences, want 3", len(seqs))
+	}
+	for _, o := range outs {
+		if !o.ok && strings.Contains(o.reason, "appears again") && !strings.Contains(o.reason, "one line with the whole history") {
+			t.Errorf("reason does not say how to fix it: %s", o.reason)
+		}
+	}
+}
+
+// TestTooLongLineReason: the default limit is named in units a user reads,
+// with what to do, for every text format.
+func TestTooLongLineReason(t *testing.T) {
+	r := &lineReader{max: defaultMaxLineBytes}
+	p := r.tooLongLine(7)
+	for _, w := range []string{"line 7 is longer than the 16 MiB limit", "--input-format", "long CSV or Parquet"} {
+		if !strings.Contains(p.reason, w) {
+			t.Errorf("reason %q lacks %q", p.reason, w)
+		}
+	}
+	in := `{"student_id":"a","skills":[` + strings.Repeat("1,", 40) + `1],"correct":[1]}` + "\n"
+	for format, text := range map[Format]string{FormatJSONL: in, FormatCSV: "student_id,skill_id,correct\n" + strings.Repeat("a", 80) + ",1,1\n"} {
+		rd, err := NewReader(strings.NewReader(text), "in", format, Options{NumSkills: 10, MaxLineBytes: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, outs := drain(t, rd, 10)
+		if len(outs) != 1 || !strings.Contains(outs[0].reason, "longer than the 50 bytes limit") {
+			t.Errorf("%s: %s", format, render(outs))
+		}
 	}
 }

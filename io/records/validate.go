@@ -51,5 +51,8 @@ func validate(seq Sequence, numSkills int) *problem {
 // skillOutOfRange is the reason for a skill id that does not even fit int32,
 // worded like Validate's. prefix goes before it (a line or row number).
 func skillOutOfRange(prefix string, v int64, where string, numSkills int) *problem {
-	return problemf(RejectSkillRange, "%sskill id %d %s is outside [0,%d): map skill ids to 0..%d or score with a model trained on more skills", prefix, v, where, numSkills, numSkills-1)
+	if where != "" {
+		where = " " + where
+	}
+	return problemf(RejectSkillRange, "%sskill id %d%s is outside [0,%d): map skill ids to 0..%d or score with a model trained on more skills", prefix, v, where, numSkills, numSkills-1)
 }
