@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
+	"github.com/dktscore/dktscore/internal/rejectstest"
 	"github.com/dktscore/dktscore/io/columnar"
 	"github.com/dktscore/dktscore/io/kafka"
 	"github.com/dktscore/dktscore/io/records"
@@ -65,37 +66,14 @@ func TestDecodeMessage(t *testing.T) {
 	}
 }
 
-// badMessages are hostile Kafka values whose rejects come from the real
-// decoder (DecodeMessage), one or more per kind.
-var badMessages = []struct {
-	value string
-	kind  records.RejectKind
-}{
-	{`{"student_id": "a", "skills": [1, 2], "correct": [1]}`, records.RejectLengthMismatch},
-	{`{"student_id": "b", "skills": [1, 2], "correct": [1, 0`, records.RejectMalformed},
-	{`not json at all`, records.RejectMalformed},
-	{`{"student_id": "c", "skills": ["x"], "correct": [1]}`, records.RejectMalformed},
-	{`{"student_id": "d", "skills": [4], "correct": [1]}`, records.RejectSkillRange},
-	{`{"student_id": "e", "skills": [-1], "correct": [1]}`, records.RejectSkillRange},
-	{`{"student_id": "f", "skills": [1], "correct": [2]}`, records.RejectBadCorrect},
-	{`{"student_id": "", "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"student_id": [1], "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"student_id": "g", "skills": [], "correct": []}`, records.RejectEmpty},
-	{"{\"student_id\": \"\xff\", \"skills\": [1], \"correct\": [1]}", records.RejectNotUTF8},
-	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, records.RejectTooLarge},
-}
-
-const badMessageMaxBytes = 100 // the too_large case above is longer
-
 func TestDecodeMessageSetsTheRejectKind(t *testing.T) {
-	for _, c := range badMessages {
-		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.value)}, testSkills, badMessageMaxBytes)
+	for _, c := range rejectstest.Sequences {
+		w := DecodeMessage(kafka.Message{Topic: "in", Value: []byte(c.Value)}, rejectstest.NumSkills, rejectstest.MaxBytes)
 		if w.Reject == nil {
-			t.Fatalf("%q was not rejected", c.value)
+			t.Fatalf("%q was not rejected", c.Value)
 		}
-		if w.Reject.Kind != c.kind {
-			t.Errorf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
+		if w.Reject.Kind != c.Kind {
+			t.Errorf("%q: kind %q (reason %q), want %s", c.Value, w.Reject.Kind, w.Reject.Reason, c.Kind)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,81 +12,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/dktscore/dktscore/internal/promtest"
+	"github.com/dktscore/dktscore/internal/rejectstest"
 	"github.com/dktscore/dktscore/io/records"
 )
-
-// scrape GETs url and returns every sample as "name{label=value,...}" → value
-// (labels in the exposition's order; one label at most in these metrics).
-func scrape(t *testing.T, ctx context.Context, url string) map[string]float64 {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: not the Prometheus text format: %v", url, err)
-	}
-	out := map[string]float64{}
-	for name, f := range families {
-		for _, m := range f.GetMetric() {
-			key := name
-			for _, l := range m.GetLabel() {
-				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
-			}
-			switch {
-			case m.GetCounter() != nil:
-				out[key] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[key] = m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
-			}
-		}
-	}
-	return out
-}
-
-// badRecords are hostile JSON records whose rejects come from the real
-// decoder (io/records, reading JSON lines), one or more per kind.
-var badRecords = []struct {
-	value string
-	kind  records.RejectKind
-}{
-	{`{"student_id": "a", "skills": [1, 2], "correct": [1]}`, records.RejectLengthMismatch},
-	{`{"student_id": "b", "skills": [1, 2], "correct": [1, 0`, records.RejectMalformed},
-	{`not json at all`, records.RejectMalformed},
-	{`{"student_id": "c", "skills": ["x"], "correct": [1]}`, records.RejectMalformed},
-	{`{"student_id": "d", "skills": [4], "correct": [1]}`, records.RejectSkillRange},
-	{`{"student_id": "e", "skills": [-1], "correct": [1]}`, records.RejectSkillRange},
-	{`{"student_id": "f", "skills": [1], "correct": [2]}`, records.RejectBadCorrect},
-	{`{"student_id": "", "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"student_id": [1], "skills": [1], "correct": [1]}`, records.RejectBadStudentID},
-	{`{"student_id": "g", "skills": [], "correct": []}`, records.RejectEmpty},
-	{"{\"student_id\": \"\xff\", \"skills\": [1], \"correct\": [1]}", records.RejectNotUTF8},
-	{`{"student_id": "h", "skills": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "correct": [1]}`, records.RejectTooLarge},
-}
-
-const badRecordMaxBytes = 100 // the too_large case above is longer
 
 // rejectedWork decodes one JSON line, which must be rejected, into work.
 func rejectedWork(t *testing.T, value string) Work {
 	t.Helper()
-	r, err := records.NewReader(strings.NewReader(value+"\n"), "in", records.FormatJSONL, records.Options{NumSkills: testSkills, MaxLineBytes: badRecordMaxBytes})
+	r, err := records.NewReader(strings.NewReader(value+"\n"), "in", records.FormatJSONL, records.Options{NumSkills: testSkills, MaxLineBytes: rejectstest.MaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,13 +122,13 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	good := randomWorks(150, 7)
 	works := append([]Work(nil), good...)
 	wantKinds := map[records.RejectKind]float64{}
-	for _, c := range badRecords {
-		w := rejectedWork(t, c.value)
-		if w.Reject.Kind != c.kind {
-			t.Fatalf("%q: kind %q (reason %q), want %s", c.value, w.Reject.Kind, w.Reject.Reason, c.kind)
+	for _, c := range rejectstest.Sequences {
+		w := rejectedWork(t, c.Value)
+		if w.Reject.Kind != c.Kind {
+			t.Fatalf("%q: kind %q (reason %q), want %s", c.Value, w.Reject.Kind, w.Reject.Reason, c.Kind)
 		}
 		works = append(works, w)
-		wantKinds[c.kind]++
+		wantKinds[c.Kind]++
 	}
 	wantSteps := 0
 	for _, w := range good {
@@ -215,12 +149,15 @@ func TestMetricsMatchAKnownWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := scrape(t, ctx, server.URL+"/metrics")
+	got, _, err := promtest.Scrape(ctx, server.URL+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	want := map[string]float64{
 		"dktscore_consumed_total":          float64(len(works)),
 		"dktscore_scored_total":            float64(len(good)),
-		"dktscore_dead_lettered_total":     float64(len(badRecords)),
+		"dktscore_dead_lettered_total":     float64(len(rejectstest.Sequences)),
 		"dktscore_real_steps_total":        float64(wantSteps),
 		"dktscore_computed_steps_total":    float64(sum.Computed),
 		"dktscore_padding_efficiency":      float64(wantSteps) / float64(sum.Computed),
