@@ -7,6 +7,7 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -49,12 +50,19 @@ type Frontend struct {
 	Stop func(ctx context.Context)
 }
 
-// HTTPFrontend serves h as a Frontend.
-func HTTPFrontend(name, addr string, h http.Handler) Frontend {
+// HTTPFrontend serves h as a Frontend: over HTTPS with tlsConfig's
+// certificate (and client verification), or plain HTTP when it is nil.
+func HTTPFrontend(name, addr string, h http.Handler, tlsConfig *tls.Config) Frontend {
 	server := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	serve := server.Serve
+	if tlsConfig != nil {
+		// A clone: ServeTLS adds HTTP's ALPN protocols to the config it is given.
+		server.TLSConfig = tlsConfig.Clone()
+		serve = func(l net.Listener) error { return server.ServeTLS(l, "", "") }
+	}
 	return Frontend{Name: name, Addr: addr,
 		Serve: func(l net.Listener) error {
-			if err := server.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(l); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -86,7 +94,7 @@ func HTTPFrontend(name, addr string, h http.Handler) Frontend {
 // pipeline to return: with its clients closed it returns promptly, unless a
 // model run is in progress, which TensorFlow cannot interrupt.
 func Run(ctx context.Context, p Process) error {
-	ops := HTTPFrontend("HTTP", p.HTTPAddr, p.Handler)
+	ops := HTTPFrontend("HTTP", p.HTTPAddr, p.Handler, nil)
 	all := append([]Frontend{ops}, p.Frontends...)
 	listeners := make([]net.Listener, len(all))
 	for i, f := range all {

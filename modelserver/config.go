@@ -1,6 +1,7 @@
 package modelserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -27,6 +28,10 @@ type Config struct {
 	RESTTimeoutMillis      int
 	MaxRequestBytes        int
 	MaxQueuedSequences     int
+	SSLConfigFile          string
+	// TLS is read from SSLConfigFile when the settings are resolved; nil
+	// serves plaintext.
+	TLS *tls.Config
 	config.Batching
 	config.SessionPool
 	config.GPU
@@ -60,6 +65,8 @@ func Settings(c *Config) *config.Set {
 		Help: "batch sequences across requests; false scores each sequence alone, as TF Serving must for this signature"})
 	config.String(set, &c.BatchingParametersFile, config.Spec{Env: "BATCHING_PARAMETERS_FILE", Flag: "batching_parameters_file",
 		Help: "TF Serving BatchingParameters text proto: max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads (overrides the batching settings below)"})
+	config.String(set, &c.SSLConfigFile, config.Spec{Env: "SSL_CONFIG_FILE", Flag: "ssl_config_file",
+		Help: "TF Serving SSLConfig text proto (server_key, server_cert, custom_ca as PEM text, client_verify): gRPC and REST serve TLS 1.2+ with that certificate; client_verify: true requires client certificates signed by custom_ca on both (custom_ca is unused without it); the DKTSCORE_HTTP_ADDR endpoint stays plain HTTP"})
 	config.Int(set, &c.PollSeconds, config.Spec{Env: "FILE_SYSTEM_POLL_WAIT_SECONDS", Flag: "file_system_poll_wait_seconds", Default: "1",
 		Help: "how often the base path is checked for new versions, in seconds; 0 = never"}).Check(config.NotNegative[int])
 	config.Int(set, &c.RESTTimeoutMillis, config.Spec{Env: "REST_API_TIMEOUT_IN_MS", Flag: "rest_api_timeout_in_ms", Default: "30000",
@@ -84,6 +91,13 @@ func Settings(c *Config) *config.Set {
 		return nil
 	})
 	set.Check(c.applyBatchingParameters)
+	set.Check(func() (err error) {
+		c.TLS = nil
+		if c.SSLConfigFile != "" {
+			c.TLS, err = readSSLConfig(c.SSLConfigFile)
+		}
+		return err
+	})
 	return set
 }
 

@@ -1,6 +1,16 @@
 package modelserver
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +86,102 @@ func TestModelServerConfigProblems(t *testing.T) {
 	var c Config
 	_, err := Settings(&c).Resolve([]string{"--port=8500", "--rest_api_port=8500", "--model_config_file=x"}, nil)
 	for _, want := range []string{"flag provided but not defined: -model_config_file", "DKTSCORE_MODEL_BASE_PATH (--model_base_path) is empty", "--rest_api_port 8500 is also --port"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want %q", err, want)
+		}
+	}
+}
+
+// selfSigned is a PEM certificate for 127.0.0.1 and its PEM key.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+}
+
+func sslConfigFile(t *testing.T, text string) string {
+	path := filepath.Join(t.TempDir(), "ssl.txt")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSSLConfigServesTLS(t *testing.T) {
+	cert, key := selfSigned(t)
+	for _, tc := range []struct {
+		name         string
+		text         string
+		clientVerify bool
+	}{
+		{"server only", fmt.Sprintf("server_key: %q\nserver_cert: %q\n", key, cert), false},
+		{"custom_ca without client_verify is unused", fmt.Sprintf("server_key: %q\nserver_cert: %q\ncustom_ca: %q\n", key, cert, cert), false},
+		{"mutual TLS", fmt.Sprintf("server_key: %q\nserver_cert: %q\ncustom_ca: %q\nclient_verify: true\n", key, cert, cert), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := resolve(t, "--ssl_config_file="+sslConfigFile(t, tc.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TLS == nil || len(c.TLS.Certificates) != 1 || c.TLS.MinVersion != tls.VersionTLS12 {
+				t.Fatalf("TLS %+v, want the server certificate and TLS 1.2 at least", c.TLS)
+			}
+			verifies := c.TLS.ClientAuth == tls.RequireAndVerifyClientCert && c.TLS.ClientCAs != nil
+			if verifies != tc.clientVerify || (!tc.clientVerify && c.TLS.ClientAuth != tls.NoClientCert) {
+				t.Fatalf("client auth %v (CAs %v), want verification %v", c.TLS.ClientAuth, c.TLS.ClientCAs != nil, tc.clientVerify)
+			}
+		})
+	}
+	t.Setenv("DKTSCORE_SSL_CONFIG_FILE", sslConfigFile(t, fmt.Sprintf("server_key: %q\nserver_cert: %q\n", key, cert)))
+	var c Config
+	if _, err := Settings(&c).Resolve([]string{"--model_base_path=/m"}, os.Environ()); err != nil || c.TLS == nil {
+		t.Fatalf("DKTSCORE_SSL_CONFIG_FILE: TLS %v, err %v", c.TLS, err)
+	}
+	if c, err := resolve(t); err != nil || c.TLS != nil {
+		t.Fatalf("no --ssl_config_file: TLS %v, err %v; want plaintext", c.TLS, err)
+	}
+}
+
+func TestSSLConfigProblemsNameTheFileAndField(t *testing.T) {
+	cert, key := selfSigned(t)
+	other, _ := selfSigned(t)
+	for name, tc := range map[string]struct{ text, want string }{
+		"unknown field":        {fmt.Sprintf("server_key: %q\nserver_cert: %q\nclient_verfy: true\n", key, cert), "client_verfy"},
+		"not a text proto":     {"server_key: {", "is not an SSLConfig text proto"},
+		"bad PEM":              {fmt.Sprintf("server_key: %q\nserver_cert: %q\n", key, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "server_cert and server_key are not a certificate and its key"},
+		"key of another cert":  {fmt.Sprintf("server_key: %q\nserver_cert: %q\n", key, other), "server_cert and server_key are not"},
+		"a path, not PEM":      {fmt.Sprintf("server_key: %q\nserver_cert: %q\n", "/etc/tls/key.pem", cert), "server_key holds no PEM block"},
+		"no certificate":       {fmt.Sprintf("server_key: %q\n", key), "server_cert is empty"},
+		"custom_ca unparsable": {fmt.Sprintf("server_key: %q\nserver_cert: %q\ncustom_ca: %q\n", key, cert, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "custom_ca holds no certificate that parses"},
+		"verify with no CA":    {fmt.Sprintf("server_key: %q\nserver_cert: %q\nclient_verify: true\n", key, cert), "client_verify is true but custom_ca is empty"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := sslConfigFile(t, tc.text)
+			_, err := resolve(t, "--ssl_config_file="+path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--ssl_config_file "+path) {
+				t.Fatalf("err %v, want one naming --ssl_config_file %s and %q", err, path, tc.want)
+			}
+		})
+	}
+	// Reported with every other problem, not instead of them.
+	_, err := resolve(t, "--ssl_config_file=/nonexistent", "--rest_api_port=8500")
+	for _, want := range []string{"--ssl_config_file", "/nonexistent", "--rest_api_port 8500 is also --port"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err %v, want %q", err, want)
 		}

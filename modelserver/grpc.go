@@ -2,10 +2,12 @@ package modelserver
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -64,9 +66,14 @@ func unimplemented(name, what string) grpc.MethodDesc {
 
 // newGRPCServer serves the TF Serving API and the standard health service
 // on one gRPC server. Messages over maxBytes are refused by gRPC itself with
-// RESOURCE_EXHAUSTED.
-func newGRPCServer(s *Server, maxBytes int) *grpc.Server {
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(maxBytes), grpc.UnaryInterceptor(s.observe))
+// RESOURCE_EXHAUSTED. With tlsConfig it serves TLS only: a plaintext client
+// fails its handshake and gets no answer.
+func newGRPCServer(s *Server, maxBytes int, tlsConfig *tls.Config) *grpc.Server {
+	options := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxBytes), grpc.UnaryInterceptor(s.observe)}
+	if tlsConfig != nil {
+		options = append(options, grpc.Creds(credentials.NewTLS(tlsConfig)))
+	}
+	g := grpc.NewServer(options...)
 	g.RegisterService(&predictionService, s)
 	g.RegisterService(&modelService, s)
 	healthy := health.NewServer()

@@ -2,6 +2,7 @@ package modelserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -52,7 +53,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s.requests = newRequestMetrics(registry)
 
 	ops := lifecycle.OpsHandler(registry, func(context.Context) error { return nil })
-	g := newGRPCServer(s, cfg.MaxRequestBytes)
+	// The operations endpoint stays plain HTTP even with --ssl_config_file:
+	// it serves the kubelet's probes and the scraper inside the pod.
+	g := newGRPCServer(s, cfg.MaxRequestBytes, cfg.TLS)
 	p := lifecycle.Process{HTTPAddr: cfg.HTTPAddr, Handler: ops, Pipeline: s.Run, ShutdownTimeout: cfg.ShutdownTimeout,
 		Overdue: "answering the requests in flight took longer than %v; their callers get an error",
 		Frontends: []lifecycle.Frontend{{Name: "gRPC", Addr: portAddr(cfg.GRPCPort), Serve: func(l net.Listener) error {
@@ -67,12 +70,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		p.Background = append(p.Background, func(ctx context.Context) { versions.Watch(ctx, time.Duration(cfg.PollSeconds)*time.Second) })
 	}
 	if cfg.RESTPort != 0 {
-		p.Frontends = append(p.Frontends, lifecycle.HTTPFrontend("REST", portAddr(cfg.RESTPort), s.restHandler(ops)))
+		p.Frontends = append(p.Frontends, lifecycle.HTTPFrontend("REST", portAddr(cfg.RESTPort), s.restHandler(ops), cfg.TLS))
 	}
 	log.Info("model server", "model", cfg.ModelName, "version", m.Name+"/"+m.Version, "num_skills", m.NumSkills,
 		"grpc_port", cfg.GRPCPort, "rest_api_port", cfg.RESTPort, "batching", cfg.EnableBatching, "batch_size", cfg.BatchSize,
 		"max_delay", cfg.MaxDelay, "sessions", cfg.Sessions, "max_queued_sequences", cfg.MaxQueuedSequences,
-		"placement", placement.Name(), "http", cfg.HTTPAddr)
+		"placement", placement.Name(), "http", cfg.HTTPAddr, "tls", cfg.TLS != nil, "client_verify", cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert)
 	return lifecycle.Run(ctx, p)
 }
 

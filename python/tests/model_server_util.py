@@ -94,7 +94,9 @@ def pred_all(response, output="pred_all"):
 class ModelServer:
     """A `dktscore model-server` process with TF Serving's flags; stop() sends SIGTERM."""
 
-    def __init__(self, tmp_path, base, *flags, batching=True, poll_seconds=1):
+    def __init__(self, tmp_path, base, *flags, batching=True, poll_seconds=1, credentials=None, ssl_context=None):
+        """credentials (grpc.ssl_channel_credentials) and ssl_context (for REST over HTTPS) are the
+        client side of a server started with --ssl_config_file; without them the client is plaintext."""
         if not DKTSCORE.exists():
             raise AssertionError(f"{DKTSCORE} missing: run `make build` (make test does)")
         self.grpc_port, self.rest_port, self.http_port = free_port(), free_port(), free_port()
@@ -109,23 +111,35 @@ class ModelServer:
         env = dict(os.environ, DKTSCORE_HTTP_ADDR=f"127.0.0.1:{self.http_port}", TF_CPP_MIN_LOG_LEVEL="2")
         self.log = open(tmp_path / f"model-server-{self.grpc_port}.log", "w")
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}", options=CHANNEL_OPTIONS)
+        self.credentials, self.ssl_context = credentials, ssl_context
+        self.channel = self.new_channel()
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
+    def new_channel(self, credentials=None):
+        """A channel to the gRPC port: TLS with credentials (default: the server's own client's), else plaintext."""
+        credentials = credentials or self.credentials
+        target = f"127.0.0.1:{self.grpc_port}"
+        if credentials is None:
+            return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
     def new_stub(self):
         """A client of its own (its own channel), as separate origin workers have."""
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}", options=CHANNEL_OPTIONS)
+        channel = self.new_channel()
         return channel, prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-    def rest(self, path, body=None, method=None, port=None, timeout=120):
-        """(HTTP status, parsed JSON or raw text) of a REST call."""
+    def rest(self, path, body=None, method=None, port=None, timeout=120, ssl_context=None):
+        """(HTTP status, parsed JSON or raw text) of a REST call; HTTPS with an SSL context
+        (default: the server's own client's) on the REST port."""
         data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port or self.rest_port}{path}", data=data,
+        context = ssl_context or (self.ssl_context if port is None else None)
+        scheme = "https" if context is not None else "http"
+        request = urllib.request.Request(f"{scheme}://127.0.0.1:{port or self.rest_port}{path}", data=data,
                                          method=method or ("POST" if data is not None else "GET"),
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as r:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as r:
                 status, raw = r.status, r.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
