@@ -126,3 +126,25 @@ func pingError(brokers []string, what string, err error) error {
 	}
 	return fmt.Errorf("kafka: no broker answered%s: %w; check DKTSCORE_KAFKA_BROKERS and that the cluster is up", what, err)
 }
+
+// CheckAccess connects once to cfg's brokers and returns the error wrapping
+// ErrAuthentication or ErrTLS when they refuse cfg's TLS or SASL settings, so
+// a command can exit with it at startup. It returns nil when the brokers
+// accept them, and also when none answered (a cluster still starting is not
+// a misconfiguration; the clients retry).
+func CheckAccess(ctx context.Context, cfg ClientConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	opts, err := cfg.opts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: creating a client for brokers %v: %w", cfg.Brokers, err)
+	}
+	defer cl.Close()
+	f := firstContact{brokers: cfg.Brokers}
+	return f.check(ctx, cl)
+}
