@@ -22,6 +22,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 # Integration tests run against the project's own Kafka broker (scripts/kafka-local).
 KAFKA_PORT ?= 9092
 export DKTSCORE_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
+# The same broker also listens with TLS and SCRAM-SHA-512 on KAFKA_TLS_PORT;
+# kafka-local writes the CA, user and password the TLS tests read
+# (DKTSCORE_TEST_KAFKA_*) to this file, which test-go sources.
+KAFKA_TLS_PORT ?= 9094
+KAFKA_TLS_ENV := $(ROOT)/.cache/kafka/run/$(KAFKA_PORT)/tls-scram.env
 
 .PHONY: setup build run test test-go test-py kafka model bench bench-go fuzz clean
 setup: $(TFLIB)/.ok
@@ -47,16 +52,20 @@ run: build
 
 test: build kafka test-go test-py
 
-# Starts the local broker if it is not running (fetches the jars once); it is
-# left running for the next run — `scripts/kafka-local stop` stops it.
+# Starts the local broker if it is not running (fetches the jars once), with a
+# PLAINTEXT listener on KAFKA_PORT and a SASL_SSL (SCRAM-SHA-512) one on
+# KAFKA_TLS_PORT; it is left running for the next run — `scripts/kafka-local
+# stop` stops it. A broker started earlier without the TLS listener must be
+# stopped first (kafka-local says so).
 kafka:
-	KAFKA_PORT=$(KAFKA_PORT) scripts/kafka-local start
+	KAFKA_PORT=$(KAFKA_PORT) KAFKA_TLS_PORT=$(KAFKA_TLS_PORT) KAFKA_SECURITY=tls-scram scripts/kafka-local start
 
 # deploy/ is its own module (its manifest tests pull compose-go, BuildKit and
 # the Kubernetes types, which the binary does not need), so ./... at the root
 # skips it; it is vetted and tested from inside.
 test-go: setup
 	go vet ./...
+	if [[ -f $(KAFKA_TLS_ENV) ]]; then set -a; source $(KAFKA_TLS_ENV); set +a; fi; \
 	go test -race -count=1 ./...
 	cd deploy && go vet ./... && go test -race -count=1 ./...
 

@@ -29,6 +29,11 @@ func serveEvents(ctx context.Context, cfg Config, m *model.Model, registry *prom
 	modelVersion := m.Name + "/" + m.Version
 
 	client := cfg.Kafka
+	// A wrong password or CA would otherwise show only as a worker that never
+	// consumes: exit with the cause instead.
+	if err := kafka.CheckAccess(ctx, client); err != nil {
+		return err
+	}
 	if cfg.CreateTopics > 0 {
 		if err := kafka.EnsureTopics(ctx, client, int32(cfg.CreateTopics), cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic); err != nil {
 			return err

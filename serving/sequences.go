@@ -28,6 +28,11 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	if err := cfg.Batching.CheckModel(Settings(new(Config)), m.NumSkills); err != nil {
 		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
+	// A wrong password or CA would otherwise show only as a worker that never
+	// consumes: exit with the cause instead.
+	if err := kafka.CheckAccess(ctx, cfg.Kafka); err != nil {
+		return err
+	}
 	if cfg.CreateTopics > 0 {
 		if err := kafka.EnsureTopics(ctx, cfg.Kafka, int32(cfg.CreateTopics), cfg.InputTopic, cfg.OutputTopic, cfg.DeadLetterTopic); err != nil {
 			return err

@@ -35,6 +35,10 @@ func (l Load) Run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A wrong password or CA: exit with the cause, not a failed metadata call.
+	if err := kafka.CheckAccess(ctx, l.Client); err != nil {
+		return err
+	}
 	n, exists, err := kafka.TopicPartitions(ctx, l.Client, l.Topic)
 	switch {
 	case err != nil:

@@ -19,8 +19,46 @@ import (
 // tests run against; scripts/kafka-local start runs one at 127.0.0.1:9092.
 const EnvBrokers = "DKTSCORE_KAFKA_BROKERS"
 
-// skipped counts, per test binary, the tests Brokers skipped.
-var skipped atomic.Int64
+// The secured listener (SASL_SSL with SCRAM-SHA-512) the TLS integration
+// tests run against; KAFKA_SECURITY=tls-scram scripts/kafka-local start runs
+// one and writes these four to <run dir>/tls-scram.env.
+const (
+	EnvTLSBrokers = "DKTSCORE_TEST_KAFKA_TLS_BROKERS" // host:port list of the SASL_SSL listener
+	EnvCAFile     = "DKTSCORE_TEST_KAFKA_CA_FILE"     // PEM CA that signed the broker certificate
+	EnvUser       = "DKTSCORE_TEST_KAFKA_USER"        // SCRAM-SHA-512 user
+	EnvPassword   = "DKTSCORE_TEST_KAFKA_PASSWORD"    // its password
+)
+
+// skipped and skippedSecure count, per test binary, the tests Brokers and
+// SecureBroker skipped.
+var skipped, skippedSecure atomic.Int64
+
+// Secure is a broker listener that wants TLS and SCRAM-SHA-512.
+type Secure struct {
+	Brokers        []string
+	CAFile         string
+	User, Password string
+}
+
+// SecureBroker returns the secured listener named by EnvTLSBrokers and its
+// companions. When EnvTLSBrokers is unset, tb is skipped and the skip counted
+// for Main's note; when it is set but a companion is not, tb fails, as a
+// half-configured run is a mistake to fix, not a reason to skip.
+func SecureBroker(tb testing.TB) Secure {
+	tb.Helper()
+	v := os.Getenv(EnvTLSBrokers)
+	if v == "" {
+		skippedSecure.Add(1)
+		tb.Skip("set " + EnvTLSBrokers + " and the rest of <run dir>/tls-scram.env (KAFKA_SECURITY=tls-scram scripts/kafka-local start) to run")
+	}
+	s := Secure{Brokers: strings.Split(v, ","), CAFile: os.Getenv(EnvCAFile), User: os.Getenv(EnvUser), Password: os.Getenv(EnvPassword)}
+	for _, e := range []struct{ name, v string }{{EnvCAFile, s.CAFile}, {EnvUser, s.User}, {EnvPassword, s.Password}} {
+		if e.v == "" {
+			tb.Fatalf("%s is set but %s is not: set all four from <run dir>/tls-scram.env", EnvTLSBrokers, e.name)
+		}
+	}
+	return s
+}
 
 // Brokers returns the brokers named by EnvBrokers. When it is unset, tb is
 // skipped and the skip counted for Main's note.
@@ -43,15 +81,20 @@ func Brokers(tb testing.TB) []string {
 func Main(m *testing.M) {
 	pkg := callerPackage()
 	code := m.Run()
-	if n := skipped.Load(); n > 0 {
+	note := func(n int64, kind, how string) {
+		if n == 0 {
+			return
+		}
 		tests := "tests"
 		if n == 1 {
 			tests = "test"
 		}
 		w, done := noteWriter()
-		fmt.Fprintf(w, "SKIPPED: %d Kafka integration %s in %s (set %s, e.g. scripts/kafka-local start)\n", n, tests, pkg, EnvBrokers)
+		fmt.Fprintf(w, "SKIPPED: %d %s %s in %s (%s)\n", n, kind, tests, pkg, how)
 		done()
 	}
+	note(skipped.Load(), "Kafka integration", "set "+EnvBrokers+", e.g. scripts/kafka-local start")
+	note(skippedSecure.Load(), "Kafka TLS/SCRAM integration", "set "+EnvTLSBrokers+" and the rest of tls-scram.env, e.g. KAFKA_SECURITY=tls-scram scripts/kafka-local start")
 	os.Exit(code)
 }
 

@@ -32,3 +32,26 @@ func TestCallerPackageNamesTheTestMainsPackage(t *testing.T) {
 		}
 	}()
 }
+
+func TestSecureBrokerSkipsAndCountsWithoutAListener(t *testing.T) {
+	t.Setenv(EnvTLSBrokers, "")
+	before := skippedSecure.Load()
+	t.Run("integration", func(t *testing.T) {
+		SecureBroker(t)
+		t.Fatal("SecureBroker returned without a listener")
+	})
+	if got := skippedSecure.Load() - before; got != 1 {
+		t.Errorf("counted %d skips, want 1", got)
+	}
+}
+
+func TestSecureBrokerReadsAllFour(t *testing.T) {
+	t.Setenv(EnvTLSBrokers, "127.0.0.1:9094")
+	t.Setenv(EnvCAFile, "/tmp/ca.pem")
+	t.Setenv(EnvUser, "u")
+	t.Setenv(EnvPassword, "p")
+	got := SecureBroker(t)
+	if !slices.Equal(got.Brokers, []string{"127.0.0.1:9094"}) || got.CAFile != "/tmp/ca.pem" || got.User != "u" || got.Password != "p" {
+		t.Errorf("SecureBroker = %+v", got)
+	}
+}

@@ -51,6 +51,9 @@ func ensureTopics(ctx context.Context, cfg ClientConfig, partitions int32, confi
 	// -1 asks for the broker's default.replication.factor (Kafka 2.4+).
 	resps, err := adm.CreateTopics(ctx, partitions, -1, configs, topics...)
 	if err != nil {
+		if serr := securityError(cfg.Brokers, err); serr != nil {
+			return serr
+		}
 		return fmt.Errorf("kafka: creating topics %v on brokers %v: %w; check that the brokers are reachable", topics, cfg.Brokers, err)
 	}
 	var errs []error

@@ -132,6 +132,7 @@ type Consumer struct {
 	adm     *kadm.Client
 	tracker *offsetTracker
 	hooks   *partitionHooks
+	first   *firstContact // security.go
 
 	readMu sync.Mutex // one Read at a time: PollRecords/AllowRebalance pairs must not interleave
 
@@ -160,6 +161,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	c := &Consumer{
 		cfg:        cfg,
+		first:      &firstContact{brokers: cfg.Client.Brokers},
 		log:        cfg.Client.logger(),
 		tracker:    newOffsetTracker(),
 		hooks:      newPartitionHooks(cfg),
@@ -233,6 +235,9 @@ func (c *Consumer) readLocked(ctx context.Context) (Message, func(error), error)
 			return m, ack, nil
 		}
 		if err := ctx.Err(); err != nil {
+			return Message{}, nil, err
+		}
+		if err := c.first.check(ctx, c.cl); err != nil {
 			return Message{}, nil, err
 		}
 		fetches := c.cl.PollRecords(ctx, c.cfg.maxPollRecords())
@@ -513,7 +518,7 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 // Ping checks that a broker answers (for /readyz).
 func (c *Consumer) Ping(ctx context.Context) error {
 	if err := c.cl.Ping(ctx); err != nil {
-		return fmt.Errorf("kafka: no broker answered for group %q: %w; check DKTSCORE_KAFKA_BROKERS and that the cluster is up", c.cfg.Group, err)
+		return pingError(c.cfg.Client.Brokers, fmt.Sprintf(" for group %q", c.cfg.Group), err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 type Producer struct {
 	cl       *kgo.Client
 	maxBytes int32
+	first    *firstContact // security.go
 }
 
 // NewProducer validates cfg and connects lazily: the first Produce dials.
@@ -30,7 +31,7 @@ func NewProducer(cfg ClientConfig) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: creating the producer for brokers %v: %w", cfg.Brokers, err)
 	}
-	return &Producer{cl: cl, maxBytes: cfg.maxMessageBytes()}, nil
+	return &Producer{cl: cl, maxBytes: cfg.maxMessageBytes(), first: &firstContact{brokers: cfg.Brokers}}, nil
 }
 
 func producerOpts(cfg ClientConfig) []kgo.Opt {
@@ -46,6 +47,9 @@ func producerOpts(cfg ClientConfig) []kgo.Opt {
 func (p *Producer) Produce(ctx context.Context, m Message) error {
 	r, err := toRecord(m, p.maxBytes)
 	if err != nil {
+		return err
+	}
+	if err := p.first.check(ctx, p.cl); err != nil {
 		return err
 	}
 	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
@@ -65,6 +69,9 @@ func (p *Producer) ProduceAll(ctx context.Context, msgs []Message) error {
 	if err != nil {
 		return err
 	}
+	if err := p.first.check(ctx, p.cl); err != nil {
+		return err
+	}
 	_, err = produceRecords(msgs, records, p.maxBytes, p.cl.ProduceSync(ctx, records...))
 	return err
 }
@@ -72,7 +79,7 @@ func (p *Producer) ProduceAll(ctx context.Context, msgs []Message) error {
 // Ping checks that a broker answers (for /readyz).
 func (p *Producer) Ping(ctx context.Context) error {
 	if err := p.cl.Ping(ctx); err != nil {
-		return fmt.Errorf("kafka: no broker answered: %w; check DKTSCORE_KAFKA_BROKERS and that the cluster is up", err)
+		return pingError(p.first.brokers, "", err)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type Transactor struct {
 	s        *kgo.GroupTransactSession
 	maxBytes int32
 	hooks    *partitionHooks
+	first    firstContact // security.go
 
 	mu     sync.Mutex
 	inTxn  bool
@@ -77,7 +78,7 @@ func NewTransactor(cfg TransactConfig) (*Transactor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: creating the transactional session %q for group %q: %w", cfg.TransactionalID, cfg.Consumer.Group, err)
 	}
-	return &Transactor{cfg: cfg, s: s, maxBytes: cfg.Consumer.Client.maxMessageBytes(), hooks: hooks}, nil
+	return &Transactor{cfg: cfg, s: s, maxBytes: cfg.Consumer.Client.maxMessageBytes(), hooks: hooks, first: firstContact{brokers: cfg.Consumer.Client.Brokers}}, nil
 }
 
 // begin opens a transaction if none is open; t.mu is held.
@@ -104,6 +105,9 @@ func (t *Transactor) begin() error {
 func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.first.check(ctx, t.s.Client()); err != nil {
+		return nil, err
+	}
 	if err := t.begin(); err != nil {
 		return nil, err
 	}
