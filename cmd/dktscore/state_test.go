@@ -205,3 +205,68 @@ func TestStateLoadRefusesWhatWouldMisplaceOrLoseStates(t *testing.T) {
 		t.Fatalf("refused loads wrote records: %v", got)
 	}
 }
+
+// state load through TLS + SCRAM-SHA-512, configured only by the
+// DKTSCORE_KAFKA_* variables as a deployment would: it creates the compacted
+// changelog and writes every state over the secured listener, where they are
+// read back; its output never shows the password.
+func TestStateLoadOverTLSSCRAM(t *testing.T) {
+	s := kafkatest.SecureBroker(t)
+	client := kafka.ClientConfig{
+		Brokers:  s.Brokers,
+		ClientID: "dktscore-test",
+		TLS:      kafka.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL:     kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: s.User, Password: s.Password},
+	}
+	for name, value := range map[string]string{
+		"DKTSCORE_KAFKA_BROKERS": strings.Join(s.Brokers, ","), "DKTSCORE_KAFKA_TLS_ENABLED": "true",
+		"DKTSCORE_KAFKA_TLS_CA_FILE": s.CAFile, "DKTSCORE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+		"DKTSCORE_KAFKA_SASL_USER": s.User, "DKTSCORE_KAFKA_SASL_PASSWORD": s.Password,
+	} {
+		t.Setenv(name, value)
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "students.csv")
+	writeDKT3(t, input, readDKT3Students(t, testSplit)[:5])
+	statesPath := filepath.Join(dir, "states.parquet")
+	runCommand(t, "score", "--model", testModel, "--input", input, "--output", filepath.Join(dir, "o.parquet"), "--emit-state", statesPath, "--quiet")
+	want := readStateRows(t, statesPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	const partitions = 2
+	topic := uniqueTopic(t, "changelog")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"state", "load", "--input", statesPath, "--topic", topic, "--partitions", fmt.Sprint(partitions),
+		"--partitioner", string(kafka.Murmur2), "--create"}, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), fmt.Sprintf("loaded %d states", len(want))) {
+		t.Fatalf("state load over TLS+SCRAM: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if strings.Contains(stdout.String()+stderr.String(), s.Password) {
+		t.Errorf("state load shows the SASL password:\n%s%s", stdout.String(), stderr.String())
+	}
+
+	got := map[string]state.Record{}
+	for p, records := range restoreTopic(ctx, t, client, topic, partitions) {
+		for _, r := range records {
+			if wantP := kafka.Murmur2.Partition([]byte(r.StudentID), partitions); p != wantP {
+				t.Errorf("student %q is in changelog partition %d, want %d", r.StudentID, p, wantP)
+			}
+			got[r.StudentID] = r
+		}
+	}
+	for _, w := range want {
+		r, ok := got[w.StudentID]
+		if !ok {
+			t.Errorf("student %q is not in the changelog", w.StudentID)
+			continue
+		}
+		if r.Events != w.Events || r.ModelVersion != "dkt/1" || !slices.Equal(r.State, w.State) {
+			t.Errorf("student %q: changelog has events %d version %q (state equal: %v); file has events %d",
+				w.StudentID, r.Events, r.ModelVersion, slices.Equal(r.State, w.State), w.Events)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("changelog holds %d students, the file %d", len(got), len(want))
+	}
+}
