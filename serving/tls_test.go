@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -141,8 +142,11 @@ func resultStudents(ctx context.Context, t *testing.T, s *runningServe, cfg kafk
 		if ctx.Err() != nil {
 			t.Fatalf("results in time for %v only\nlogs:\n%s", seen, s.logs.String())
 		}
-		if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
 			continue // the read's own short deadline: look at serve again
+		}
+		if err != nil {
+			t.Fatalf("read results over TLS+SCRAM: %v", err)
 		}
 		ack(nil)
 		if ct := string(m.Headers[kafka.HeaderContentType]); ct != kafka.ArrowStreamType {
@@ -266,14 +270,14 @@ func TestServeEventsOverTLSSCRAM(t *testing.T) {
 	s := startServe(ctx, t, append(append(sec.environ, tp.environ()...),
 		"DKTSCORE_MODE=events", "DKTSCORE_MODEL=../models/dkt/1", "DKTSCORE_DELIVERY=at-least-once",
 		"DKTSCORE_KAFKA_CHANGELOG_TOPIC="+changelog, "DKTSCORE_CREATE_TOPICS_PARTITIONS=2"))
-	events := func(seen map[string]int) (total int) {
-		for _, rows := range seen {
-			total += rows
-		}
-		return total
-	}
 	seen := resultStudents(ctx, t, s, kafka.ConsumerConfig{Client: sec.client, Group: tp.group + "-reader", Topics: []string{tp.out}},
-		func(seen map[string]int) bool { return events(seen) >= len(msgs) })
+		func(seen map[string]int) bool {
+			rows := 0
+			for _, n := range seen {
+				rows += n
+			}
+			return rows >= len(msgs)
+		})
 	for id, rows := range seen {
 		if rows != want[id] {
 			t.Errorf("student %q has %d result rows, want %d (one per event)", id, rows, want[id])
@@ -281,7 +285,11 @@ func TestServeEventsOverTLSSCRAM(t *testing.T) {
 	}
 	s.stopAndCheck(ctx, t, sec.client.SASL.Password)
 
-	// The changelog holds a state for every student, written over TLS+SCRAM.
+	// serve created the changelog compacted, with the input's partition
+	// count, and wrote a state for every student into it over TLS+SCRAM.
+	if err := kafka.CheckChangelogTopic(ctx, sec.client, changelog, tp.in); err != nil {
+		t.Errorf("changelog serve created: %v", err)
+	}
 	cl, err := kafka.NewChangelog(sec.client, changelog)
 	if err != nil {
 		t.Fatal(err)
