@@ -16,6 +16,11 @@ type Batching struct {
 	MaxPaddedSteps int
 	MaxDelay       time.Duration
 	BucketGrowth   float64
+
+	// names are the settings' names as the declaring command's messages
+	// write them (batching's field → "DKTSCORE_BATCH_SIZE (--batch-size)"),
+	// kept so that CheckModel, run once the model is loaded, names them too.
+	names map[string]string
 }
 
 // Defaults are the batch policy a command starts from.
@@ -50,7 +55,11 @@ func DeclareBatching(set *Set, b *Batching, d Defaults) {
 			}
 			return nil
 		})
-	set.Check(func() error { return b.CheckModel(set, 1) })
+	b.names = map[string]string{}
+	for field, flag := range batchingFlags {
+		b.names[field] = set.Lookup(flag).Name()
+	}
+	set.Check(func() error { return b.CheckModel(1) })
 }
 
 // Config is the batcher's configuration for a model of numSkills skills.
@@ -64,9 +73,9 @@ var batchingFlags = map[string]string{"MaxBatchSize": "batch-size", "MaxPaddedSt
 	"MaxDelay": "max-delay", "BucketGrowth": "bucket-growth"}
 
 // CheckModel is the batcher's validation of the policy for a model of
-// numSkills skills, with each problem naming the setting of set it came
-// from as the user wrote it.
-func (b Batching) CheckModel(set *Set, numSkills int) error {
+// numSkills skills, with each problem naming the setting it came from as
+// the declaring command writes it.
+func (b Batching) CheckModel(numSkills int) error {
 	err := b.Config(numSkills).Validate()
 	if err == nil {
 		return nil
@@ -75,8 +84,8 @@ func (b Batching) CheckModel(set *Set, numSkills int) error {
 	for _, e := range unjoin(err) {
 		var field *batching.FieldError
 		if errors.As(e, &field) {
-			if st := set.Lookup(batchingFlags[field.Field]); st != nil {
-				problems = append(problems, fmt.Errorf("%s %v %s", st.Name(), field.Value, field.Problem))
+			if name, ok := b.names[field.Field]; ok {
+				problems = append(problems, fmt.Errorf("%s %v %s", name, field.Value, field.Problem))
 				continue
 			}
 		}

@@ -166,3 +166,24 @@ func TestDeclaringASettingTwicePanics(t *testing.T) {
 	Int(set, &a, Spec{Flag: "size", Help: "a"})
 	Int(set, &b, Spec{Flag: "size", Help: "b"})
 }
+
+// CheckModel, run once the model is loaded, names the settings as the
+// declaring command does, though its Set is gone by then.
+func TestBatchingCheckedAgainstTheModelNamesTheSetting(t *testing.T) {
+	for _, c := range []struct {
+		sources Sources
+		name    string
+	}{{FromEnvironment, "DKTSCORE_MAX_PADDED_STEPS (--max-padded-steps) 10000000 is too large for a model of 124 skills"},
+		{FlagsOnly, "--max-padded-steps 10000000 is too large for a model of 124 skills"}} {
+		var b Batching
+		set := NewSet("dktscore test", c.sources)
+		DeclareBatching(set, &b, Measured)
+		if _, err := set.Resolve([]string{"--max-padded-steps=10000000", "--max-delay=1ms"}, nil); err != nil {
+			t.Fatal(err) // fine for a model of one skill
+		}
+		resolved := b // the command keeps a copy of its config, not the Set
+		if err := resolved.CheckModel(124); err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("CheckModel(124) = %v, want %q", err, c.name)
+		}
+	}
+}

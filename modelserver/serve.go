@@ -42,7 +42,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer versions.Close()
 	m := versions.Current()
-	if err := cfg.Batching.CheckModel(Settings(new(Config)), m.NumSkills); err != nil {
+	if err := cfg.Batching.CheckModel(m.NumSkills); err != nil {
 		return err
 	}
 	progress := new(worker.Progress)

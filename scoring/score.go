@@ -33,7 +33,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
-	if err := o.Batching.CheckModel(Settings(new(Options), "score"), m.NumSkills); err != nil {
+	if err := o.Batching.CheckModel(m.NumSkills); err != nil {
 		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
 	if err := checkEmitState(o, m); err != nil {

@@ -25,7 +25,7 @@ func serveSequences(ctx context.Context, cfg Config, versions *model.Versions, r
 	// Only what every version shares is read from the first one: its name and
 	// num_skills (a version with other num_skills is refused).
 	m := versions.Current()
-	if err := cfg.Batching.CheckModel(Settings(new(Config)), m.NumSkills); err != nil {
+	if err := cfg.Batching.CheckModel(m.NumSkills); err != nil {
 		return fmt.Errorf("model %s/%s: %w", m.Name, m.Version, err)
 	}
 	// A wrong password or CA would otherwise show only as a worker that never
