@@ -45,17 +45,7 @@ func producerOpts(cfg ClientConfig) []kgo.Opt {
 // Produce sends m and returns once the broker acknowledged it (or failed).
 // m.Partition and m.Offset are ignored; the key picks the partition.
 func (p *Producer) Produce(ctx context.Context, m Message) error {
-	r, err := toRecord(m, p.maxBytes)
-	if err != nil {
-		return err
-	}
-	if err := p.first.check(ctx, p.cl); err != nil {
-		return err
-	}
-	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return produceError(m.Topic, encodedSize(m), p.maxBytes, err)
-	}
-	return nil
+	return p.ProduceAll(ctx, []Message{m})
 }
 
 // ProduceAll sends msgs together and returns once the broker acknowledged

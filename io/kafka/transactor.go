@@ -140,19 +140,7 @@ func (t *Transactor) Poll(ctx context.Context) ([]Message, error) {
 // read_committed readers only when End commits. Partition and Offset of m are
 // ignored.
 func (t *Transactor) Produce(ctx context.Context, m Message) error {
-	r, err := toRecord(m, t.maxBytes)
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.begin(); err != nil {
-		return err
-	}
-	if err := t.s.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return produceError(m.Topic, encodedSize(m), t.maxBytes, err)
-	}
-	return nil
+	return t.ProduceAll(ctx, []Message{m})
 }
 
 // ProduceAll writes msgs inside the current transaction, sent together, like
