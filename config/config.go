@@ -75,9 +75,6 @@ func (s *Setting) EnvName() string {
 	return Prefix + s.Env
 }
 
-// Value is the setting's current value as text, in the form its variable
-// and flag accept.
-func (s *Setting) Value() string { return s.value.String() }
 
 // Set is the settings of one command.
 type Set struct {
@@ -248,17 +245,13 @@ func (f flagValue) Set(text string) error {
 	return err
 }
 
-func (f flagValue) String() string {
-	if f.st == nil { // the flag package formats a zero Value for PrintDefaults
-		return ""
-	}
-	return f.st.value.String()
-}
+func (f flagValue) String() string { return f.st.value.String() }
 
-// IsBoolFlag lets a true/false setting's flag stand alone (--gpu-allow-growth).
+// IsBoolFlag is the flag package's marker for a flag that stands alone
+// (--gpu-allow-growth means true).
 func (f flagValue) IsBoolFlag() bool {
-	b, ok := f.st.value.(*boolValue)
-	return ok && b != nil
+	_, ok := f.st.value.(*scalar[bool])
+	return ok
 }
 
 // parseAllFlags parses args into fs and returns every bad flag, not just the

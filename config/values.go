@@ -50,12 +50,7 @@ func (s *scalar[T]) Set(text string) error {
 	return nil
 }
 
-func (s *scalar[T]) String() string {
-	if s.p == nil { // the flag package formats a zero Value for PrintDefaults
-		return ""
-	}
-	return s.format(*s.p)
-}
+func (s *scalar[T]) String() string { return s.format(*s.p) }
 func (s *scalar[T]) hint() string        { return s.hintText }
 func (s *scalar[T]) placeholder() string { return s.holder }
 
@@ -87,15 +82,9 @@ func Float(set *Set, p *float64, spec Spec) Var[float64] {
 
 // Bool declares a true/false setting; its flag needs no value (--gpu-allow-growth).
 func Bool(set *Set, p *bool, spec Spec) Var[bool] {
-	v := &boolValue{scalar[bool]{parse: func(s string) (bool, error) { return strconv.ParseBool(strings.TrimSpace(s)) },
-		format: strconv.FormatBool, hintText: "a boolean (true or false)"}}
-	v.p = p
-	return Var[bool]{Setting: set.add(spec, v), p: p}
+	return declare(set, p, spec, &scalar[bool]{parse: func(s string) (bool, error) { return strconv.ParseBool(strings.TrimSpace(s)) },
+		format: strconv.FormatBool, hintText: "a boolean (true or false)"})
 }
-
-type boolValue struct{ scalar[bool] }
-
-func (*boolValue) IsBoolFlag() bool { return true } // the flag package's marker for -name without =value
 
 // Duration declares a duration setting (50ms, 2s, 1m30s).
 func Duration(set *Set, p *time.Duration, spec Spec) Var[time.Duration] {
