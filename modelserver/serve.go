@@ -16,7 +16,6 @@ import (
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/lifecycle"
 	"github.com/dktscore/dktscore/model"
-	"github.com/dktscore/dktscore/worker"
 )
 
 // Serve runs model-server with a validated configuration until ctx ends
@@ -45,12 +44,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Batching.CheckModel(m.NumSkills); err != nil {
 		return err
 	}
-	progress := new(worker.Progress)
-	s, err := newServer(cfg, versions, worker.NewMetrics(registry, progress, nil), progress, status, log)
+	s, err := newServer(cfg, versions, status, registry)
 	if err != nil {
 		return err
 	}
-	s.requests = newRequestMetrics(registry)
 
 	ops := lifecycle.OpsHandler(registry, func(context.Context) error { return nil })
 	// The operations endpoint stays plain HTTP even with --ssl_config_file:

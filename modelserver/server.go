@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/prometheus/client_golang/prometheus"
 	tensorpb "github.com/wamuir/graft/tensorflow/core/framework/tensor_go_proto"
 	apis "github.com/wamuir/graft/tensorflow/serving/apis_go_proto"
 
@@ -40,7 +40,6 @@ import (
 // fails its call with UNAVAILABLE.
 type Server struct {
 	cfg       Config
-	log       *slog.Logger
 	versions  *model.Versions
 	numSkills int
 	batches   *worker.Metrics
@@ -53,11 +52,13 @@ type Server struct {
 	padded sync.Map // "name/version" → []float32, what the model gives at a padded step
 }
 
-// newServer prepares the server for versions; Run starts its pipeline.
-func newServer(cfg Config, versions *model.Versions, batches *worker.Metrics, progress *worker.Progress, status *versionStatus, log *slog.Logger) (*Server, error) {
+// newServer prepares the server for versions, with its metrics on
+// registry; Run starts its pipeline.
+func newServer(cfg Config, versions *model.Versions, status *versionStatus, registry prometheus.Registerer) (*Server, error) {
 	m := versions.Current()
-	s := &Server{cfg: cfg, log: log, versions: versions, numSkills: m.NumSkills, batches: batches, progress: progress, status: status,
-		queue: newQueue(cfg.MaxQueuedSequences)}
+	progress := new(worker.Progress)
+	s := &Server{cfg: cfg, versions: versions, numSkills: m.NumSkills, status: status, queue: newQueue(cfg.MaxQueuedSequences),
+		progress: progress, batches: worker.NewMetrics(registry, progress, nil), requests: newRequestMetrics(registry)}
 	if _, err := s.paddedStep(context.Background(), m.Name+"/"+m.Version); err != nil {
 		return nil, err
 	}

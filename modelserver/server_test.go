@@ -2,8 +2,6 @@ package modelserver
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	apis "github.com/wamuir/graft/tensorflow/serving/apis_go_proto"
 
 	"github.com/dktscore/dktscore/model"
-	"github.com/dktscore/dktscore/worker"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -28,7 +25,7 @@ func newTestServer(t *testing.T, queue int) *Server {
 	t.Helper()
 	var cfg Config
 	if _, err := Settings(&cfg).Resolve([]string{"--model_base_path=" + bundledModel, "--model_name=builder", "--sessions=1",
-		"--max-queued-sequences=" + itoa(queue)}, nil); err != nil {
+		"--max-queued-sequences=" + strconv.Itoa(queue)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	status := newVersionStatus()
@@ -37,17 +34,12 @@ func newTestServer(t *testing.T, queue int) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { versions.Close() })
-	reg := prometheus.NewRegistry()
-	progress := new(worker.Progress)
-	s, err := newServer(cfg, versions, worker.NewMetrics(reg, progress, nil), progress, status, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newServer(cfg, versions, status, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.requests = newRequestMetrics(reg)
 	return s
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // request is one student of n steps for the compact signature.
 func request(n int) *apis.PredictRequest {
