@@ -89,7 +89,7 @@ func New(cfg Config) (*Batcher, error) {
 	return b, nil
 }
 
-// Add queues an item. It blocks while the consumer of Batches is behind,
+// Add queues an item. It blocks while the consumer of batches (Next) is behind,
 // returns ctx.Err() if ctx ends first, ErrClosed after Close, and an error
 // wrapping ErrInvalidItem for an item the batcher cannot pad. The batcher
 // keeps the item's slices until the batch holding it is released.
@@ -117,14 +117,10 @@ func (b *Batcher) Add(ctx context.Context, it Item) error {
 	}
 }
 
-// Batches delivers completed batches; it is closed after Close has drained.
-// The consumer should Release each batch once the model has consumed it.
-// With FlushWhenIdle, consume through Next instead.
-func (b *Batcher) Batches() <-chan *Batch { return b.out }
-
 // Next waits for the next batch; false once the batcher is closed and
-// drained. With FlushWhenIdle, a waiting Next makes the batcher send its
-// fullest bucket at once rather than after MaxDelay.
+// drained. The consumer should Release each batch once the model has
+// consumed it. With FlushWhenIdle, a waiting Next makes the batcher send a
+// bucket at once rather than after MaxDelay.
 func (b *Batcher) Next() (*Batch, bool) {
 	if b.eager {
 		b.idle.Add(1)
@@ -141,7 +137,7 @@ func (b *Batcher) Next() (*Batch, bool) {
 func (b *Batcher) Stats() Stats { return b.asm.Stats() }
 
 // Close stops accepting items, flushes every bucket with FlushDrain, waits
-// until the consumer has received those batches and closes Batches. If ctx
+// until the consumer has received those batches and makes Next report the end. If ctx
 // ends first, the undelivered batches are released, their items counted in
 // Stats.Discarded, and the ctx error is returned; the goroutine has exited
 // either way when Close returns. Calling Close again waits the same way.

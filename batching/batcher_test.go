@@ -36,36 +36,48 @@ func mustNew(t *testing.T, cfg Config) *Batcher {
 	return b
 }
 
-// collect reads Batches until it is closed, on its own goroutine, and returns
-// a function that waits (bounded) for the result.
+// collect calls Next until the batcher is closed, on its own goroutine,
+// and returns a function that waits (bounded) for the batches.
 func collect(t *testing.T, b *Batcher) func() []*Batch {
 	t.Helper()
 	done := make(chan []*Batch, 1)
 	go func() {
 		var got []*Batch
-		timeout := time.After(testDeadline)
 		for {
-			select {
-			case bt, ok := <-b.Batches():
-				if !ok {
-					done <- got
-					return
-				}
-				got = append(got, bt)
-			case <-timeout:
+			bt, ok := b.Next()
+			if !ok {
 				done <- got
 				return
 			}
+			got = append(got, bt)
 		}
 	}()
 	return func() []*Batch {
 		select {
 		case got := <-done:
 			return got
-		case <-time.After(2 * testDeadline):
+		case <-time.After(testDeadline):
 			t.Fatal("collector did not finish")
 			return nil
 		}
+	}
+}
+
+// nextWithin waits for Next, or fails the test after testDeadline.
+func nextWithin(t *testing.T, b *Batcher) (*Batch, bool) {
+	t.Helper()
+	type next struct {
+		bt *Batch
+		ok bool
+	}
+	got := make(chan next, 1)
+	go func() { bt, ok := b.Next(); got <- next{bt, ok} }()
+	select {
+	case n := <-got:
+		return n.bt, n.ok
+	case <-time.After(testDeadline):
+		t.Fatal("no batch and no close in time")
+		return nil, false
 	}
 }
 
@@ -113,35 +125,27 @@ func TestBatcherDelayFlush(t *testing.T) {
 		if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case bt := <-b.Batches():
-			if bt.Reason != FlushDelay || len(bt.Items) != 1 {
-				t.Fatalf("got %v, want one delay batch", describe([]*Batch{bt}))
-			}
-			if waited := time.Since(start); waited != delay {
-				t.Errorf("flushed after %v, want exactly MaxDelay %v", waited, delay)
-			}
-			bt.Release()
-		case <-time.After(testDeadline):
-			t.Fatal("no delay flush")
+		bt, _ := nextWithin(t, b)
+		if bt.Reason != FlushDelay || len(bt.Items) != 1 {
+			t.Fatalf("got %v, want one delay batch", describe([]*Batch{bt}))
 		}
+		if waited := time.Since(start); waited != delay {
+			t.Errorf("flushed after %v, want exactly MaxDelay %v", waited, delay)
+		}
+		bt.Release()
 		// The timer must re-arm for a later bucket, too.
 		start = time.Now()
 		if err := b.Add(ctxT(t), seq(2, 8, 5)); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case bt := <-b.Batches():
-			if bt.Reason != FlushDelay {
-				t.Fatalf("reason %v, want delay", bt.Reason)
-			}
-			if waited := time.Since(start); waited != delay {
-				t.Errorf("second flush after %v, want exactly MaxDelay %v", waited, delay)
-			}
-			bt.Release()
-		case <-time.After(testDeadline):
-			t.Fatal("no second delay flush")
+		bt, _ = nextWithin(t, b)
+		if bt.Reason != FlushDelay {
+			t.Fatalf("reason %v, want delay", bt.Reason)
 		}
+		if waited := time.Since(start); waited != delay {
+			t.Errorf("second flush after %v, want exactly MaxDelay %v", waited, delay)
+		}
+		bt.Release()
 		if s := b.Stats(); s.Flushes[FlushDelay] != 2 {
 			t.Errorf("Stats = %+v", s)
 		}
@@ -151,7 +155,7 @@ func TestBatcherDelayFlush(t *testing.T) {
 func TestBatcherBackpressureAndCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, Config{NumSkills: 5, MaxBatchSize: 1, MaxDelay: time.Hour, MaxPaddedSteps: 1000})
-		// Nobody reads Batches: the first item's batch occupies the loop.
+		// Nobody calls Next: the first item's batch occupies the loop.
 		if err := b.Add(ctxT(t), seq(1, 3, 5)); err != nil {
 			t.Fatal(err)
 		}
@@ -185,13 +189,8 @@ func TestBatcherCloseGivesUp(t *testing.T) {
 		if err := b.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Close = %v, want DeadlineExceeded", err)
 		}
-		select {
-		case bt, ok := <-b.Batches():
-			if ok {
-				t.Fatalf("batch %v delivered after Close gave up", describe([]*Batch{bt}))
-			}
-		case <-time.After(testDeadline):
-			t.Fatal("Batches not closed")
+		if bt, ok := nextWithin(t, b); ok {
+			t.Fatalf("batch %v delivered after Close gave up", describe([]*Batch{bt}))
 		}
 		if s := b.Stats(); s.Discarded != 3 || s.Pending != 0 {
 			t.Errorf("Stats = %+v, want 3 discarded, 0 pending", s)
