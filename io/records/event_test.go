@@ -14,7 +14,7 @@ func TestDecodeJSONEvent(t *testing.T) {
 		want Event
 	}{
 		{"plain", `{"student_id":"s1","skill_id":3,"correct":1}`, Event{"s1", 3, 1}},
-		{"integer id, float skill, bool flag, epoch ts", `{"student_id":42,"skill_id":7.0,"correct":false,"ts":1700000000}`, Event{"42", 7, 0}},
+		{"integer id, epoch ts", `{"student_id":42,"skill_id":7,"correct":0,"ts":1700000000}`, Event{"42", 7, 0}},
 		{"rfc3339 ts, extra field", `{"student_id":"a","skill_id":123,"correct":0,"ts":"2024-01-02T03:04:05Z","x":[1]}`, Event{"a", 123, 0}},
 		{"null ts", `{"student_id":"a","skill_id":0,"correct":1,"ts":null}`, Event{"a", 0, 1}},
 	}
@@ -44,6 +44,8 @@ func TestDecodeJSONEvent(t *testing.T) {
 		{"skill negative", `{"student_id":"a","skill_id":-1,"correct":1}`, "outside [0,124)", RejectSkillRange},
 		{"no correct", `{"student_id":"a","skill_id":1}`, "correct is missing", RejectBadCorrect},
 		{"correct 2", `{"student_id":"a","skill_id":1,"correct":2}`, "must be 0 or 1", RejectBadCorrect},
+		{"skill 7.0", `{"student_id":"a","skill_id":7.0,"correct":1}`, "not an integer", RejectMalformed},
+		{"correct false", `{"student_id":"a","skill_id":1,"correct":false}`, "must be 0 or 1", RejectBadCorrect},
 		{"bad ts", `{"student_id":"a","skill_id":1,"correct":1,"ts":"yesterday"}`, "ts is", RejectBadTimestamp},
 		{"ts object", `{"student_id":"a","skill_id":1,"correct":1,"ts":{}}`, "ts is", RejectBadTimestamp},
 		{"sequence record", `{"student_id":"a","skills":[1,2],"correct":[0,1]}`, "sequence record", RejectMalformed},

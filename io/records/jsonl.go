@@ -93,13 +93,12 @@ func jsonStudentID(raw json.RawMessage) (string, *problem) {
 		}
 		return s, nil
 	}
+	// The same integer syntax as skill ids; an id beyond int64 would lose
+	// digits as a number, so it must come as a string.
 	if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 		return strconv.FormatInt(v, 10), nil
 	}
-	if v, ok := parseInteger(raw); ok {
-		return strconv.FormatInt(v, 10), nil
-	}
-	return "", problemf(RejectBadStudentID, "student_id %s must be a string or an integer", quoteSample(raw))
+	return "", problemf(RejectBadStudentID, "student_id %s must be a string or an integer (digits only, within 64 bits; write longer or fractional ids as strings)", quoteSample(raw))
 }
 
 // jsonlReader reads one JSON record per line; blank lines are skipped.

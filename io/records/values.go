@@ -1,38 +1,59 @@
 package records
 
 import (
-	"bytes"
 	"math"
 	"strconv"
 	"time"
 )
 
-// parseInteger reads a decimal integer; an integral float ("12.0", "1e2") is
-// accepted too, since CSV and JSON exports from pandas often write ids that way.
+// Number syntax, the same in every text format (dkt3, long CSV, JSONL, and
+// JSON messages): a skill id is a decimal integer as JSON writes one, digits
+// without leading zeros and with an optional leading minus (a negative id
+// then fails the range check with its own message); a correctness flag is
+// the digit 0 or 1. Everything else is
+// rejected, among it "2.0", "1e0", "+1", "true", "0x1" and
+// "0.9999999999999999999": reading them leniently would guess what the
+// producer meant, and a float that rounds to an id scores the wrong skill.
+// Text formats trim spaces and tabs around a field (" 1 " is 1); in JSON a
+// value must be a number, so "1" in quotes is rejected. Parquet columns are
+// typed: integer skill ids, integer or boolean correctness.
+
+// parseInteger reads a decimal integer: an optional '-' and digits, no
+// leading zero.
 func parseInteger(t []byte) (int64, bool) {
-	if v, err := strconv.ParseInt(string(t), 10, 64); err == nil {
-		return v, true
+	digits := t
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
 	}
-	f, err := strconv.ParseFloat(string(t), 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+	if len(digits) == 0 {
 		return 0, false
 	}
-	return int64(f), true
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	if len(digits) > 1 && digits[0] == '0' {
+		return 0, false // JSON cannot spell "007"; no format accepts it
+	}
+	v, err := strconv.ParseInt(string(t), 10, 64)
+	if err != nil {
+		// Only overflow is left: saturate, so that the range check, not a
+		// "not an integer" message, rejects it.
+		if t[0] == '-' {
+			return math.MinInt64, true
+		}
+		return math.MaxInt64, true
+	}
+	return v, true
 }
 
-// parseFlag reads a correctness flag: 0/1 (also "0.0"/"1.0") or true/false.
+// parseFlag reads a correctness flag: exactly "0" or "1".
 func parseFlag(t []byte) (int8, bool) {
-	switch {
-	case bytes.EqualFold(t, []byte("true")):
-		return 1, true
-	case bytes.EqualFold(t, []byte("false")):
-		return 0, true
+	if len(t) == 1 && (t[0] == '0' || t[0] == '1') {
+		return int8(t[0] - '0'), true
 	}
-	v, ok := parseInteger(t)
-	if !ok || (v != 0 && v != 1) {
-		return 0, false
-	}
-	return int8(v), true
+	return 0, false
 }
 
 // tsKind separates timestamps that can be ordered against each other:
