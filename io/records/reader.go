@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -50,35 +51,70 @@ type Reader interface {
 }
 
 // Open opens path and returns a reader for format; format "" detects it with
-// DetectFormat. An input that cannot be opened or read at all gives one error
-// naming the path.
+// SniffFormat on the opened file, which is then decoded from where the sniff
+// left it: the file is opened once, so a named pipe works. An input that
+// cannot be opened or read at all gives one error naming the path.
 func Open(path string, format Format, opts Options) (Reader, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
-	}
-	if format == "" {
-		var err error
-		if format, err = DetectFormat(path); err != nil {
-			return nil, err
-		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("records: cannot open input %s: %w", path, pathErrCause(err))
 	}
-	if st, err := f.Stat(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("records: cannot read input %s: %w", path, pathErrCause(err))
-	} else if st.IsDir() {
-		f.Close()
-		return nil, fmt.Errorf("records: input %s is a directory: pass a file", path)
-	}
-	r, err := newReader(f, path, format, opts)
+	r, err := NewFileReader(f, nil, path, format, opts)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	return &closingReader{Reader: r, file: f}, nil
+}
+
+// NewFileReader decodes an open file (a regular file, a named pipe or stdin)
+// in format, or in the format SniffFormat finds when format is "". The text
+// formats are read front to back once through src (f itself when src is nil,
+// or f wrapped, e.g. to count bytes) and one buffer, so that what the sniff
+// peeked at is decoded too; Parquet is read from f's end, so f must be a
+// regular file. Close does not close f.
+func NewFileReader(f *os.File, src io.Reader, name string, format Format, opts Options) (Reader, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		src = f
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("records: cannot read input %s: %w", name, pathErrCause(err))
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("records: input %s is a directory: pass a file", name)
+	}
+	br := bufio.NewReaderSize(src, SniffBufferSize)
+	if format == "" {
+		if format, err = SniffFormat(name, br); err != nil {
+			return nil, err
+		}
+	}
+	if format == FormatParquet {
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("records: %s is %s: Parquet is read from its end, so it must be a regular file; save it to a file and pass that to --input", name, streamKind(name, st.Mode()))
+		}
+		return newParquetReader(f, name, opts, parquetBatchRows)
+	}
+	return newReader(br, name, format, opts)
+}
+
+func streamKind(name string, m fs.FileMode) string {
+	switch {
+	case name == "-":
+		return "stdin"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	}
+	return "not a regular file"
 }
 
 // pathErrCause drops the *fs.PathError wrapper, whose text repeats the path
