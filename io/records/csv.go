@@ -19,13 +19,14 @@ const (
 
 // csvRows reads the long CSV line by line. It splits lines itself (RFC 4180
 // quoting within a line) instead of using encoding/csv so that every row has an
-// exact line number, a bad line never swallows the ones after it (an
-// unbalanced quote stays on its line), and line length is bounded. Quoted
-// fields spanning several lines are therefore not supported: such a row is
-// rejected.
+// exact line number and line length is bounded. Quoted fields spanning several
+// lines are not supported: the lines from the one that opens such a field to
+// the one that closes it are rejected together, as one broken row, so that
+// the text inside the quotes never becomes a row of its own.
 type csvRows struct {
 	lr                              *lineReader
 	numSkills                       int
+	columns                         int // fields in the header
 	iStudent, iSkill, iCorrect, iTS int
 	fields                          [][]byte
 }
@@ -50,7 +51,9 @@ func newCSVReader(r io.Reader, name string, opts Options) (Reader, error) {
 		}
 	}
 	c := &csvRows{lr: lr, numSkills: opts.NumSkills, iStudent: -1, iSkill: -1, iCorrect: -1, iTS: -1}
-	for i, col := range splitHeader(string(header)) {
+	columns := splitHeader(string(header))
+	c.columns = len(columns)
+	for i, col := range columns {
 		for _, p := range []struct {
 			name string
 			idx  *int
@@ -96,11 +99,79 @@ func (c *csvRows) next() (longRow, error) {
 			continue
 		}
 		c.fields, err = splitCSVLine(text, c.fields[:0])
+		if errors.Is(err, errQuote) {
+			return c.spanningQuote(line, c.studentField())
+		}
 		if err != nil {
-			return longRow{pos: line, orphan: true, problem: problemf(RejectMalformed, "line %d: %v; fix the quoting (fields spanning lines are not supported)", line, err)}, nil
+			return broken(line, line, c.studentField(), problemf(RejectMalformed, "line %d: %v; fix the quoting", line, err)), nil
+		}
+		if len(c.fields) != c.columns {
+			return broken(line, line, c.studentField(), problemf(RejectMalformed, "line %d has %d fields but the header has %d; fix the row (a value holding a comma must be in double quotes)", line, len(c.fields), c.columns)), nil
 		}
 		return c.row(line), nil
 	}
+}
+
+// spanningQuote handles a line that ends inside a quoted field: the field
+// goes on to the line holding its closing quote (RFC 4180), and every line up
+// to that one is rejected as one broken row of student (when the fields
+// before the quote named one). A quote that never closes takes the rest of
+// the input with it; the reject says so.
+func (c *csvRows) spanningQuote(first int, student string) (longRow, error) {
+	last, closed := first, false
+	for !closed {
+		text, _, err := c.lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return longRow{}, err
+		}
+		last = c.lr.line
+		closed = closesQuote(text)
+	}
+	if !closed {
+		return broken(first, last, student, problemf(RejectMalformed,
+			"lines %d-%d: the double quote opened on line %d never closes, so the rest of the input is one broken row; fix the quoting (fields spanning lines are not supported)", first, last, first)), nil
+	}
+	return broken(first, last, student, problemf(RejectMalformed,
+		"lines %d-%d: a quoted field opened on line %d closes on line %d; fields spanning lines are not supported: remove the line breaks inside the quotes", first, last, first, last)), nil
+}
+
+// studentField is the student_id of the fields split so far, copied (fields
+// alias the line buffer), or "" when it was not reached.
+func (c *csvRows) studentField() string {
+	if c.iStudent < len(c.fields) {
+		return string(bytes.TrimSpace(c.fields[c.iStudent]))
+	}
+	return ""
+}
+
+// broken is a row that cannot be read, of student when its student_id field
+// was read, else of no student (an orphan).
+func broken(first, last int, student string, p *problem) longRow {
+	return longRow{pos: first, end: last, student: student, orphan: student == "", problem: p}
+}
+
+// closesQuote reports whether a line that starts inside a quoted field
+// leaves it, and ends outside any quoted field.
+func closesQuote(line []byte) bool {
+	in := true
+	for i := 0; i < len(line); i++ {
+		switch {
+		case line[i] != '"':
+		case in && i+1 < len(line) && line[i+1] == '"':
+			i++ // an escaped quote
+		case in:
+			in = false
+		default:
+			// Outside a field, a quote opens one only as the field's first
+			// byte, as in splitCSVLine.
+			in = i == 0 || line[i-1] == ','
+
+		}
+	}
+	return !in
 }
 
 func (c *csvRows) row(line int) longRow {
@@ -109,20 +180,10 @@ func (c *csvRows) row(line int) longRow {
 		return longRow{pos: line, orphan: true, problem: problemf(RejectBadStudentID, "line %d has no student_id (column %d of the header); fill it in or remove the row", line, c.iStudent+1)}
 	}
 	row := longRow{student: string(bytes.TrimSpace(f[c.iStudent])), pos: line}
-	field := func(i int, name string) ([]byte, bool) {
-		if i >= len(f) {
-			row.problem = problemf(RejectMalformed, "line %d has %d fields but the header puts %s in column %d; fix the row", line, len(f), name, i+1)
-			return nil, false
-		}
-		return bytes.TrimSpace(f[i]), true
-	}
-	v, ok := field(c.iSkill, colSkill)
-	if !ok {
-		return row
-	}
+	v := bytes.TrimSpace(f[c.iSkill])
 	skill, isInt := parseInteger(v)
 	if !isInt {
-		row.problem = problemf(RejectMalformed, "line %d: skill_id %s is not an integer", line, quoteSample(v))
+		row.problem = problemf(RejectMalformed, "line %d: skill_id %s is not an integer (digits only)", line, quoteSample(v))
 		return row
 	}
 	if skill < 0 || skill >= int64(c.numSkills) {
@@ -130,17 +191,14 @@ func (c *csvRows) row(line int) longRow {
 		return row
 	}
 	row.skill = int32(skill)
-	if v, ok = field(c.iCorrect, colCorrect); !ok {
-		return row
-	}
+	var ok bool
+	v = bytes.TrimSpace(f[c.iCorrect])
 	if row.correct, ok = parseFlag(v); !ok {
 		row.problem = problemf(RejectBadCorrect, "line %d: correct %s must be 0 or 1", line, quoteSample(v))
 		return row
 	}
 	if c.iTS >= 0 {
-		if v, ok = field(c.iTS, colTimestamp); !ok {
-			return row
-		}
+		v = bytes.TrimSpace(f[c.iTS])
 		if row.ts, ok = parseTimestamp(v); !ok {
 			row.problem = problemf(RejectBadTimestamp, "line %d: timestamp %s is not an integer/float epoch or an RFC3339 time; fix it or drop the timestamp column to keep file order", line, quoteSample(v))
 		}

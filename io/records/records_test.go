@@ -141,11 +141,11 @@ func TestCSVRejects(t *testing.T) {
 		{"correct not 0/1", head + "a,1,0\na,2,7\nb,3,1\n",
 			[]want{bad(2, "a", "line 3: correct \"7\" must be 0 or 1"), ok(4, "b", "[3]/[1]")}},
 		{"short row", head + "a,1\nb,3,1\n",
-			[]want{bad(2, "a", "line 2 has 2 fields but the header puts correct in column 3"), ok(3, "b", "[3]/[1]")}},
+			[]want{bad(2, "a", "line 2 has 2 fields but the header has 3"), ok(3, "b", "[3]/[1]")}},
 		{"missing student id", head + ",1,1\nb,3,1\n",
 			[]want{bad(2, "", "line 2 has no student_id"), ok(3, "b", "[3]/[1]")}},
-		{"unbalanced quote stays on its line", head + "\"a,1,1\nb,3,1\n",
-			[]want{bad(2, "", "line 2: unbalanced double quote"), ok(3, "b", "[3]/[1]")}},
+		{"a quote that never closes takes the rest", head + "a,1,1\n\"a,1,1\nb,3,1\n",
+			[]want{ok(2, "a", "[1]/[1]"), bad(3, "", "lines 3-4: the double quote opened on line 3 never closes")}},
 		{"non-contiguous student", head + "a,1,0\nb,3,1\na,2,1\na,4,1\nc,5,0\n",
 			[]want{ok(2, "a", "[1]/[0]"), ok(3, "b", "[3]/[1]"), bad(4, "a", "reappears at line 4 after other students (first seen at line 2, record 0); its 2 row(s) here are not scored: rows of one student must be contiguous, so sort the input by student_id with a stable sort"), ok(6, "c", "[5]/[0]")}},
 		{"bad timestamp", "student_id,skill_id,correct,timestamp\na,1,0,5\na,2,1,yesterday\nb,3,1,1\n",
@@ -191,7 +191,7 @@ func TestJSONLRejects(t *testing.T) {
 {"student_id":1.5,"skills":[1],"correct":[1]}
 {"student_id":"i","skills":[1.5],"correct":[1]}
 
-{"student_id":12,"skills":[3.0],"correct":[true],"other":{"x":1}}
+{"student_id":12,"skills":[3],"correct":[1],"other":{"x":1}}
 `
 	_, outs := drain(t, readerFor(t, FormatJSONL, in, smallSkillsOpt), smallSkillsOpt)
 	checkOutcomes(t, outs, []want{
@@ -243,8 +243,8 @@ func TestParquet(t *testing.T) {
 		}, pqLayout{timestamp: true}, []want{
 			bad(0, "a", "row 2: skill id 12 is outside [0,10)"),
 			bad(0, "b", "row 3: correct \"3\" must be 0 or 1"),
-			bad(0, "", "row 5 has no student_id"), // an orphan row is reported as soon as it is read
 			bad(0, "c", "row 4: timestamp null"),
+			bad(0, "", "row 5 has no student_id"), // between two students: rejected on its own, in input order
 			ok(0, "d", "[1]/[1]"),
 			bad(0, "a", "reappears at row 7 after other students (first seen at row 1, record 0)"),
 			ok(0, "e", "[2]/[0]"),
