@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -215,6 +216,7 @@ type pqLayout struct {
 	boolCorrect bool
 	timestamp   bool // add a timestamp[ms] column
 	rowGroupLen int64
+	snappy      bool // compress pages, so that flipped bytes fail to decode
 }
 
 // parquetBytes writes rows as a Parquet file in the long layout.
@@ -266,8 +268,12 @@ func parquetBytes(t testing.TB, rows []pqRow, lay pqLayout) []byte {
 	if rgLen == 0 {
 		rgLen = 1 << 20
 	}
+	codec := compress.Codecs.Uncompressed
+	if lay.snappy {
+		codec = compress.Codecs.Snappy
+	}
 	var out bytes.Buffer
-	w, err := pqarrow.NewFileWriter(schema, &out, parquet.NewWriterProperties(parquet.WithMaxRowGroupLength(rgLen)), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	w, err := pqarrow.NewFileWriter(schema, &out, parquet.NewWriterProperties(parquet.WithMaxRowGroupLength(rgLen), parquet.WithCompression(codec)), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		t.Fatal(err)
 	}

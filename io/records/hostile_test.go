@@ -2,13 +2,17 @@ package records
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/parquet/file"
 )
 
 // TestLongCSVStudentWhole: a student with any unusable row is rejected
@@ -90,7 +94,7 @@ func TestNumberSyntax(t *testing.T) {
 	}{
 		{"2", "1", true},
 		{"0", "0", true},
-		{"007", "0", false}, // JSON cannot spell it, so no format takes it
+		{"007", "0", false},  // JSON cannot spell it, so no format takes it
 		{" 2 ", " 1 ", true}, // spaces around a field are trimmed
 		{"2.0", "1", false},
 		{"1e0", "1", false},
@@ -228,4 +232,81 @@ func errorsJoin(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// corruptRowGroup overwrites the last bytes of column col's chunk in row
+// group rg, which lie inside its last data page, the way a bad disk block or
+// a truncated copy would.
+func corruptRowGroup(t testing.TB, data []byte, rg, col int) []byte {
+	t.Helper()
+	pf, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := pf.MetaData().RowGroup(rg).ColumnChunk(col)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := cc.DataPageOffset() + cc.TotalCompressedSize()
+	if dict := cc.DictionaryPageOffset(); dict > 0 && dict < cc.DataPageOffset() {
+		end = dict + cc.TotalCompressedSize()
+	}
+	out := bytes.Clone(data)
+	for i := end - 24; i < end; i++ {
+		out[i] ^= 0xA5
+	}
+	return out
+}
+
+// TestParquetCorruptMiddle: a damaged page in a middle row group stops the
+// reader with an error naming the row group and its rows; every student
+// decided before it is handed out first, the one being read is not.
+func TestParquetCorruptMiddle(t *testing.T) {
+	var rows []pqRow
+	for s := 0; s < 30; s++ {
+		for k := 0; k < 100; k++ {
+			rows = append(rows, pqRow{student: fmt.Sprintf("s%02d", s), skill: int64(k % 10), correct: int64(k % 2)})
+		}
+	}
+	data := corruptRowGroup(t, parquetBytes(t, rows, pqLayout{rowGroupLen: 1000, snappy: true}), 1, 1)
+	r, err := newParquetReader(bytes.NewReader(data), "in.parquet", Options{NumSkills: smallSkillsOpt}, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var scored int
+	for {
+		_, err := r.Next()
+		if err == nil {
+			scored++
+			continue
+		}
+		if err == io.EOF {
+			t.Fatal("a damaged row group read to the end without an error")
+		}
+		for _, w := range []string{"in.parquet", "row group 1 of 3 (rows 1001-2000)", "rows 1-1000 before it were read", "the student whose rows start at row 901 was being read and is not scored", "re-export"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q lacks %q", err, w)
+			}
+		}
+		break
+	}
+	// Students s00..s08 are complete; s09's last row is the row group's last,
+	// but the next row group might have continued it.
+	if scored != 9 {
+		t.Errorf("handed out %d students before the error, want 9", scored)
+	}
+
+	// On a file of one small row group the position is the row group, not
+	// "after row 0".
+	small := corruptRowGroup(t, parquetBytes(t, rows[:50], pqLayout{snappy: true}), 0, 1)
+	r, err = newParquetReader(bytes.NewReader(small), "small.parquet", Options{NumSkills: smallSkillsOpt}, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = r.Next()
+	if err == nil || err == io.EOF || !strings.Contains(err.Error(), "row group 0 of 1 (rows 1-50)") || !strings.Contains(err.Error(), "no row before it was read") {
+		t.Errorf("small file: %v", err)
+	}
 }

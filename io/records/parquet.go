@@ -20,14 +20,19 @@ import (
 // bounded by a batch plus the current student, whatever the file size.
 const parquetBatchRows = 64 << 10
 
-// parquetRows reads the long layout record batch by record batch. Rows are
-// numbered from 1 in file order; rejects name the row, Line stays 0.
+// parquetRows reads the long layout row group by row group, a record batch
+// at a time. Rows are numbered from 1 in file order; rejects name the row,
+// Line stays 0. Reading one row group at a time lets a read error name the
+// row group and its rows, and keeps every row group before it usable.
 type parquetRows struct {
 	name      string
 	numSkills int
 	pf        *file.Reader
+	fr        *pqarrow.FileReader
+	leaves    []int
+	rg        int // row group being read; -1 before the first
+	rgFirst   int // first row of row group rg (1-based)
 	rr        pqarrow.RecordReader
-	batch     arrow.RecordBatch
 	i, n      int
 	rowBase   int    // rows in earlier batches
 	cols      [4]int // batch column of student, skill, correct, timestamp (-1: none)
@@ -90,12 +95,15 @@ func (p *parquetRows) open(batchRows int64) error {
 	if err != nil {
 		return fmt.Errorf("records: %s: cannot read the Parquet schema: %w", p.name, err)
 	}
-	rr, err := fr.GetRecordReader(context.Background(), leaves, nil)
+	p.fr, p.leaves, p.rg = fr, leaves, -1
+	// A reader over all row groups, only for the selected columns' Arrow
+	// schema: pages are read on Next, never here.
+	all, err := fr.GetRecordReader(context.Background(), leaves, nil)
 	if err != nil {
 		return fmt.Errorf("records: %s: cannot read Parquet columns: %w", p.name, err)
 	}
-	p.rr = rr
-	asc := rr.Schema()
+	asc := all.Schema()
+	all.Release()
 	for k, col := range []string{colStudent, colSkill, colCorrect, colTimestamp} {
 		p.cols[k] = -1
 		for i, f := range asc.Fields() {
@@ -128,12 +136,10 @@ func (p *parquetRows) open(batchRows int64) error {
 		}),
 	} {
 		if err != nil {
-			rr.Release()
 			return err
 		}
 	}
 	if p.cols[0] < 0 || p.cols[1] < 0 || p.cols[2] < 0 {
-		rr.Release()
 		return fmt.Errorf("records: %s: Parquet columns student_id, skill_id and correct could not be read as flat columns", p.name)
 	}
 	return nil
@@ -188,26 +194,47 @@ func (p *parquetRows) close() error {
 		p.rr.Release()
 		p.rr = nil
 	}
+	p.rg = p.pf.NumRowGroups() // no more reading
 	return nil
+}
+
+// rowGroupSpan names row group rg and its rows for messages.
+func (p *parquetRows) rowGroupSpan() string {
+	n := int(p.pf.MetaData().RowGroup(p.rg).NumRows())
+	return fmt.Sprintf("row group %d of %d (rows %d-%d)", p.rg, p.pf.NumRowGroups(), p.rgFirst, p.rgFirst+n-1)
+}
+
+// readError is a fatal error at row group rg: where, what, what was read.
+func (p *parquetRows) readError(cause any) error {
+	read := "no row before it was read"
+	if p.rowBase > 0 {
+		read = fmt.Sprintf("rows 1-%d before it were read", p.rowBase)
+	}
+	return fmt.Errorf("records: %s: cannot read Parquet %s: %v; %s; the file is damaged: re-export it, or rewrite it without the damaged row group", p.name, p.rowGroupSpan(), cause, read)
 }
 
 func (p *parquetRows) next() (row longRow, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("records: %s: corrupt Parquet data after row %d (decoder panic: %v)", p.name, p.rowBase+p.i, r)
+			err = p.readError(fmt.Sprintf("decoder panic: %v", r))
 		}
 	}()
 	for p.i >= p.n {
-		if p.rr == nil {
-			return longRow{}, io.EOF
-		}
 		p.rowBase += p.n
 		p.i, p.n = 0, 0
-		if !p.rr.Next() {
-			if err := p.rr.Err(); err != nil {
-				return longRow{}, fmt.Errorf("records: %s: cannot read Parquet data after row %d: %w", p.name, p.rowBase, err)
+		if p.rr == nil || !p.rr.Next() {
+			if p.rr != nil {
+				rerr := p.rr.Err()
+				p.rr.Release()
+				p.rr = nil
+				if rerr != nil {
+					return longRow{}, p.readError(rerr)
+				}
 			}
-			return longRow{}, io.EOF
+			if err := p.nextRowGroup(); err != nil {
+				return longRow{}, err
+			}
+			continue
 		}
 		b := p.rr.RecordBatch()
 		p.n = int(b.NumRows())
@@ -220,6 +247,26 @@ func (p *parquetRows) next() (row longRow, err error) {
 	i := p.i
 	p.i++
 	return p.row(i, p.rowBase+i+1), nil
+}
+
+// nextRowGroup opens the record reader of the next row group; io.EOF after
+// the last.
+func (p *parquetRows) nextRowGroup() error {
+	if p.rg >= 0 && p.rg < p.pf.NumRowGroups() {
+		p.rgFirst += int(p.pf.MetaData().RowGroup(p.rg).NumRows())
+	} else if p.rg < 0 {
+		p.rgFirst = 1
+	}
+	p.rg++
+	if p.rg >= p.pf.NumRowGroups() {
+		return io.EOF
+	}
+	rr, err := p.fr.GetRecordReader(context.Background(), p.leaves, []int{p.rg})
+	if err != nil {
+		return p.readError(err)
+	}
+	p.rr = rr
+	return nil
 }
 
 func (p *parquetRows) row(i, rowNo int) longRow {
