@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dktscore/dktscore/events"
@@ -44,32 +42,37 @@ type emitSummary struct {
 	wall                            time.Duration
 }
 
+func (sum *emitSummary) print(w io.Writer, m *model.Model, o Options) {
+	fmt.Fprintf(w, "states=%d events=%d skipped_rejects=%d step_runs=%d wall=%.2fs state_size=%d model=%s/%s emit_state=%s\n",
+		sum.students, sum.events, sum.skipped, sum.runs, sum.wall.Seconds(), m.StateSize(), m.Name, m.Version, o.EmitState)
+}
+
 // emitStates reads o.Input again and steps every valid student's history
 // through model.Step, batched across students (events.Stepper), then writes
-// each final state to o.EmitState. Records the scoring pass rejected are
+// each final state to path (o.EmitState's temporary name; Run moves it into
+// place with the other outputs). Records the scoring pass rejected are
 // rejected again and skipped here (the rejects file already lists them, with
-// the reason).
-func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer) error {
+// the reason). When the scoring pass stopped at a read error
+// (stopAtReadError), this pass stops at the same error, so that the states
+// cover the students that were scored.
+func emitStates(ctx context.Context, m *model.Model, o Options, path string, stopAtReadError bool) (*emitSummary, error) {
 	start := time.Now()
 	stepper, err := events.NewStepper(events.ModelEngine(m), events.StepperConfig{MaxRows: emitStateRows, Engines: o.Sessions})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	input, err := OpenInput(o.Input, o.InputFormat, m.NumSkills)
+	input, err := openInput(ctx, o.Input, o.InputFormat, m.NumSkills)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer input.Close()
-	if err := os.MkdirAll(filepath.Dir(o.EmitState), 0o755); err != nil {
-		return err
-	}
 	version := m.Name + "/" + m.Version
-	out, err := columnar.CreateStateFile(o.EmitState,
+	out, err := columnar.CreateStateFile(path,
 		columnar.Config{NumSkills: m.NumSkills, ModelVersion: version, Format: columnar.FormatParquet}, m.StateSize())
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("--emit-state %s: %w", o.EmitState, err)
 	}
-	sum := emitSummary{}
+	sum := &emitSummary{}
 	next := func() (*events.Student, error) {
 		for {
 			s, err := input.Next()
@@ -80,6 +83,8 @@ func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer
 			case errors.As(err, &reject):
 				sum.skipped++
 				continue
+			case err != nil && stopAtReadError:
+				return nil, nil
 			case err != nil:
 				return nil, err
 			}
@@ -104,10 +109,8 @@ func emitStates(ctx context.Context, m *model.Model, o Options, stdout io.Writer
 	}
 	if err != nil {
 		out.Abort()
-		return fmt.Errorf("--emit-state %s: %w", o.EmitState, err)
+		return nil, fmt.Errorf("--emit-state %s: %w", o.EmitState, err)
 	}
 	sum.wall = time.Since(start)
-	fmt.Fprintf(stdout, "states=%d events=%d skipped_rejects=%d step_runs=%d wall=%.2fs state_size=%d model=%s emit_state=%s\n",
-		sum.students, sum.events, sum.skipped, sum.runs, sum.wall.Seconds(), m.StateSize(), version, o.EmitState)
-	return nil
+	return sum, nil
 }

@@ -27,6 +27,9 @@ type Options struct {
 	TensorNames string
 	Quiet       bool
 	CPUProfile  string
+	// ShutdownTimeout bounds how long score takes to stop after SIGTERM or
+	// SIGINT; the command enforces it (Run stops at its own pace).
+	ShutdownTimeout time.Duration
 }
 
 // Settings declares score's flags bound to o (bench shares them).
@@ -63,6 +66,8 @@ func Settings(o *Options, command string) *config.Set {
 			return nil
 		})
 	config.Bool(set, &o.Quiet, config.Spec{Flag: "quiet", Help: "no progress bar"})
+	config.Duration(set, &o.ShutdownTimeout, config.Spec{Flag: "shutdown-timeout", Default: "10s",
+		Help: "after SIGTERM or SIGINT, exit at the latest this long after the signal, even if a stage has not stopped (no output is replaced either way)"}).Check(config.Positive[time.Duration])
 	str(set, &o.CPUProfile, config.Spec{Flag: "cpuprofile",
 		Help: "write a Go CPU profile of the run to this file (go tool pprof)"})
 	return set

@@ -43,6 +43,9 @@ func rejectsName(output string) string { return output + ".rejects.jsonl" }
 // refused rather than silently turned into a plain file.
 func CheckPaths(o Options) error {
 	var errs []error
+	if o.EmitState != "" && !rereadable(o.Input) {
+		errs = append(errs, fmt.Errorf("--emit-state reads --input %s a second time, which a pipe or stdin cannot give: save the input to a file and pass that, or drop --emit-state", o.Input))
+	}
 	var inputInfo fs.FileInfo
 	if o.Input != "" {
 		inputInfo, _ = os.Stat(o.Input) // a missing input is reported when it is opened
@@ -86,6 +89,16 @@ func CheckPaths(o Options) error {
 		done = append(done, seen{out, key, info})
 	}
 	return errors.Join(errs...)
+}
+
+// rereadable reports whether the input can be read twice: a regular file
+// (a missing one is reported when it is opened), not stdin or a pipe.
+func rereadable(input string) bool {
+	if input == "-" {
+		return false
+	}
+	st, err := os.Stat(input)
+	return err != nil || st.Mode().IsRegular()
 }
 
 // pathKey names path's file independently of how it is spelled: absolute,

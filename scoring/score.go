@@ -20,6 +20,18 @@ import (
 // latest interaction to o.Output (and the trajectory, rejects and states o
 // asks for), then prints the summary on stdout; the progress bar goes to
 // stderr.
+//
+// Outputs are all-or-nothing per run: each is written under a temporary name
+// and they are moved into place together, only once every one is complete,
+// so a failed or interrupted run leaves the previous run's files as they
+// were. The one exception is a read error in the middle of the input: what
+// was scored before it is written (all outputs, together), and Run returns
+// an error naming where the input broke.
+//
+// When ctx ends (SIGTERM, SIGINT) Run stops at whatever stage it is in and
+// returns an error saying which: a model load is abandoned rather than
+// awaited (TensorFlow cannot interrupt it), a read waiting on a pipe is cut
+// off by closing the input, and queued students are drained and discarded.
 func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	outFormat, err := outputFormat(o.Output, o.OutputFormat)
 	if err != nil {
@@ -28,7 +40,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if err := CheckPaths(o); err != nil {
 		return err
 	}
-	m, err := LoadModel(o)
+	m, err := loadModel(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -40,19 +52,31 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	input, err := OpenInput(o.Input, o.InputFormat, m.NumSkills)
+	input, err := openInput(ctx, o.Input, o.InputFormat, m.NumSkills)
 	if err != nil {
 		return err
 	}
 	defer input.Close()
+	// A read blocked on a pipe nobody writes to returns once the file is closed.
+	stopWatching := context.AfterFunc(ctx, input.closeFile)
+	defer stopWatching()
 
 	if err := os.MkdirAll(filepath.Dir(o.Output), 0o755); err != nil {
-		return err
+		return fmt.Errorf("cannot create the directory of --output %s: %w", o.Output, pathErrCause(err))
+	}
+	var outs stagedOutputs
+	defer outs.discard()
+	files := outputFiles(o)
+	staged := make(map[string]string, len(files)) // destination -> temporary name
+	for _, f := range files {
+		if staged[f.path], err = outs.stage(f.path, f.what); err != nil {
+			return err
+		}
 	}
 	outCfg := columnar.Config{NumSkills: m.NumSkills, ModelVersion: m.Name + "/" + m.Version, Format: outFormat}
-	mastery, err := columnar.CreateMasteryFile(o.Output, outCfg)
+	mastery, err := columnar.CreateMasteryFile(staged[o.Output], outCfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("--output %s: %w", o.Output, err)
 	}
 	sink := worker.ColumnarSink{Mastery: mastery}
 	abort := func() {
@@ -64,62 +88,121 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	trajectoryPath := ""
 	if o.Trajectory {
 		trajectoryPath = trajectoryName(o.Output)
-		if sink.Trajectory, err = columnar.CreateTrajectoryFile(trajectoryPath, outCfg); err != nil {
+		if sink.Trajectory, err = columnar.CreateTrajectoryFile(staged[trajectoryPath], outCfg); err != nil {
 			abort()
-			return err
+			return fmt.Errorf("trajectory file %s: %w", trajectoryPath, err)
 		}
 	}
 	rejectsPath := rejectsName(o.Output)
-	// Like the columnar outputs, the rejects are written under a temporary
-	// name and renamed into place only when the run succeeds: a failed run
-	// leaves the previous run's rejects next to its mastery file.
-	rejectsFile, err := createTemp(rejectsPath)
+	rejectsFile, err := os.OpenFile(staged[rejectsPath], os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		abort()
-		return err
+		return fmt.Errorf("cannot write the rejects file %s: %w", rejectsPath, pathErrCause(err))
 	}
-	defer rejectsFile.discard()
-	abort = func() {
-		mastery.Abort()
-		if sink.Trajectory != nil {
-			sink.Trajectory.Abort()
-		}
-		rejectsFile.discard()
-	}
+	defer rejectsFile.Close()
 
 	cfg := worker.Config{Batching: o.Batching.Config(m.NumSkills), Engines: o.Sessions, MaxSteps: o.MaxSteps, Trajectory: o.Trajectory}
 	var progress worker.Progress
 	bar := startProgress(stderr, !o.Quiet, input, &progress)
-	sum, runErr := worker.Run(ctx, cfg, worker.RecordSource{Reader: input}, engine.Of(model.FixedVersion(m)), sink,
-		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile.f)}, &progress)
+	source := &inputSource{RecordSource: worker.RecordSource{Reader: input}}
+	sum, runErr := worker.Run(ctx, cfg, source, engine.Of(model.FixedVersion(m)), sink,
+		worker.RejectLogSink{Log: records.NewRejectLog(rejectsFile)}, &progress)
 	bar.stop()
+	if ctx.Err() != nil {
+		abort()
+		return interrupted(fmt.Sprintf("scoring (%d students scored, %d rejected so far)", sum.Students, sum.Rejected), o)
+	}
 	if runErr != nil {
 		abort()
-		if errors.Is(runErr, context.Canceled) {
-			return fmt.Errorf("interrupted after %d students; %s was not written", sum.Students, o.Output)
-		}
-		return runErr
+		return fmt.Errorf("%w; no output was replaced", runErr)
 	}
 	closeErr := mastery.Close()
 	if sink.Trajectory != nil {
 		closeErr = errors.Join(closeErr, sink.Trajectory.Close())
 	}
+	closeErr = errors.Join(closeErr, rejectsFile.Sync(), rejectsFile.Close())
 	if closeErr != nil {
-		rejectsFile.discard() // a failed Close already removed its own file
-		return closeErr
+		abort()
+		return fmt.Errorf("%w; no output was replaced", closeErr)
 	}
-	if err := rejectsFile.commit(); err != nil {
+	var emitted *emitSummary
+	if o.EmitState != "" {
+		if emitted, err = emitStates(ctx, m, o, staged[o.EmitState], source.err != nil); err != nil {
+			if ctx.Err() != nil {
+				return interrupted("writing --emit-state", o)
+			}
+			return fmt.Errorf("%w; no output was replaced", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return interrupted("finishing the outputs", o)
+	}
+	if err := outs.commit(); err != nil {
 		return err
 	}
 	printSummary(stdout, sum, o, outFormat, trajectoryPath, rejectsPath)
 	fmt.Fprintf(stdout, "model=%s/%s signature=%s\n", m.Name, m.Version, m.Signature)
+	if emitted != nil {
+		emitted.print(stdout, m, o)
+	}
+	if source.err != nil {
+		return fmt.Errorf("%w\nthe %d students scored and %d rejects before that point are written to %s and %s; the input after it was not read",
+			source.err, sum.Students, sum.Rejected, o.Output, rejectsPath)
+	}
 	if sum.Students == 0 && sum.Rejected > 0 {
 		return allRejected(sum.Rejected, o, rejectsPath)
 	}
-	if o.EmitState != "" {
-		return emitStates(ctx, m, o, stdout)
-	}
 	return nil
+}
+
+// interrupted is the error of a run stopped by a signal during stage.
+func interrupted(stage string, o Options) error {
+	return fmt.Errorf("interrupted while %s: no output was replaced (--output %s and the files beside it are the previous run's, if any)", stage, o.Output)
+}
+
+// loadModel is LoadModel that returns when ctx ends. TensorFlow cannot
+// interrupt a SavedModel load, so the load is abandoned, not awaited: it
+// finishes in the background and the model is closed then.
+func loadModel(ctx context.Context, o Options) (*model.Model, error) {
+	type loaded struct {
+		m   *model.Model
+		err error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		m, err := LoadModel(o)
+		done <- loaded{m, err}
+	}()
+	select {
+	case l := <-done:
+		return l.m, l.err
+	case <-ctx.Done():
+		go func() {
+			if l := <-done; l.m != nil {
+				l.m.Close()
+			}
+		}()
+		return nil, interrupted("loading the model "+o.Model, o)
+	}
+}
+
+// inputSource is the input as the worker's source. A read error in the
+// middle of the input (a damaged Parquet page, a disk error) ends the
+// source as if the input ended there, so that everything read before it
+// is still scored and written; Run reports the error afterwards. Read is
+// called from one goroutine, and err is read after worker.Run returns.
+type inputSource struct {
+	worker.RecordSource
+	err error
+}
+
+func (s *inputSource) Read(ctx context.Context) (worker.Work, worker.Ack, error) {
+	w, ack, err := s.RecordSource.Read(ctx)
+	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		s.err = err
+		return worker.Work{}, nil, io.EOF
+	}
+	return w, ack, err
 }
 
 // allRejected is the error of a run that read records but scored none: the
@@ -169,56 +252,4 @@ func outputFormat(path, flagValue string) (columnar.Format, error) {
 func trajectoryName(output string) string {
 	ext := filepath.Ext(output)
 	return strings.TrimSuffix(output, ext) + ".trajectory" + ext
-}
-
-// tempFile is an output written under a temporary name in its destination's
-// directory until commit renames it into place.
-type tempFile struct {
-	f    *os.File
-	path string
-	done bool
-}
-
-func createTemp(path string) (*tempFile, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".*.partial")
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w (check the directory exists and is writable)", path, err)
-	}
-	// CreateTemp makes the file private; results are meant to be shared.
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	return &tempFile{f: f, path: path}, nil
-}
-
-// commit syncs the file and renames it to its path.
-func (t *tempFile) commit() error {
-	t.done = true
-	tmp := t.f.Name()
-	err := t.f.Sync()
-	err = errors.Join(err, t.f.Close())
-	if err == nil {
-		err = os.Rename(tmp, t.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", t.path, err)
-	}
-	return nil
-}
-
-// discard removes the temporary file, unless it was committed.
-func (t *tempFile) discard() {
-	if t.done {
-		return
-	}
-	t.done = true
-	t.f.Close()
-	os.Remove(t.f.Name())
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/dktscore/dktscore/scoring"
 )
@@ -43,7 +44,22 @@ func scoreCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer stopProfile()
-	if err := scoring.Run(ctx, o, stdout, stderr); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- scoring.Run(ctx, o, stdout, stderr) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// After the first signal a second one kills at once (Go's default
+		// action), and the run gets --shutdown-timeout to stop by itself.
+		stop()
+		fmt.Fprintf(stderr, "dktscore score: stopping (signal received; a second one exits at once)\n")
+		select {
+		case err = <-done:
+		case <-time.After(o.ShutdownTimeout):
+			err = fmt.Errorf("interrupted, and the run did not stop within --shutdown-timeout %v: exiting anyway; no output was replaced (temporary .partial files may be left beside --output %s)", o.ShutdownTimeout, o.Output)
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "dktscore score: %v\n", err)
 		return 1
 	}
