@@ -54,6 +54,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 
 	input, err := openInput(ctx, o.Input, o.InputFormat, m.NumSkills)
 	if err != nil {
+		if ctx.Err() != nil {
+			return interrupted(fmt.Sprintf("waiting for --input %s (a named pipe or stdin waits for a writer and its first line)", o.Input), o)
+		}
 		return err
 	}
 	defer input.Close()
