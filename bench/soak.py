@@ -90,6 +90,9 @@ class Broker:
         os.kill(pid, signal.SIGKILL)
         while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
             time.sleep(0.2)
+        # kafka-local start takes a pid file that is already there for the new broker's and
+        # would then see that (dead) pid exit during startup.
+        pidfile.unlink()
 
 
 class Worker:
@@ -292,9 +295,11 @@ def emitted_states(run_dir, histories):
         for sid, (skills, correct) in histories.items():
             f.write(json.dumps({"student_id": sid, "skills": skills, "correct": correct}) + "\n")
     states = run_dir / "states.parquet"
-    subprocess.run([str(DKTSCORE), "score", "--model", str(ROOT / "models/dkt"), "--input", str(source),
-                    "--output", str(run_dir / "histories.parquet"), "--emit-state", str(states), "--quiet"],
-                   check=True, timeout=900)
+    done = subprocess.run([str(DKTSCORE), "score", "--model", str(ROOT / "models/dkt"), "--input", str(source),
+                           "--output", str(run_dir / "histories.parquet"), "--emit-state", str(states), "--quiet"],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"score --emit-state of the produced histories failed: {done.stderr[-2000:]}")
     table = pq.read_table(states).to_pydict()
     return {sid: (events, np.asarray(state, dtype=np.float32))
             for sid, events, state in zip(table["student_id"], table["events"], table["state"])}
