@@ -371,7 +371,8 @@ def main():
     run = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     run_dir = ROOT / "out" / "soak" / run
     run_dir.mkdir(parents=True)
-    broker = Broker(int(os.environ.get("SOAK_KAFKA_PORT", "19392")), int(os.environ.get("SOAK_KAFKA_CONTROLLER_PORT", "19393")))
+    broker = Broker(int(os.environ.get("SOAK_KAFKA_PORT", "19392")),
+                    int(os.environ.get("SOAK_KAFKA_CONTROLLER_PORT", "19393")))
     duration = args.minutes * 60
     log(f"run {run}: {args.minutes:g} min, broker {broker.brokers}, files in {run_dir.relative_to(ROOT)}")
     broker.start()
