@@ -28,7 +28,7 @@ export DKTSCORE_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 KAFKA_TLS_PORT ?= 9094
 KAFKA_TLS_ENV := $(ROOT)/.cache/kafka/run/$(KAFKA_PORT)/tls-scram.env
 
-.PHONY: setup build run test test-go test-py kafka model bench bench-go fuzz clean
+.PHONY: setup build run test test-go test-py kafka model bench bench-go soak fuzz clean
 setup: $(TFLIB)/.ok
 
 $(VENV)/.ok: python/requirements.txt python/requirements-nodeps.txt
@@ -80,6 +80,13 @@ model: setup
 # Kafka, Python baselines, naive batching); rewrites BENCHMARKS.md.
 bench: build kafka
 	$(PY) bench/run.py
+
+# Not part of `make test`: SOAK_MINUTES (default 12) of sequence and event traffic through a broker
+# of its own (SOAK_KAFKA_PORT, default 19392), both delivery modes, a kill -9 of every worker each
+# minute and one broker restart; prints PASS or FAIL with the counts (bench/soak.py says what is checked).
+SOAK_MINUTES ?= 12
+soak: build
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) bench/soak.py
 
 # The Go micro-benchmarks (batching).
 bench-go: build

@@ -150,7 +150,11 @@ func (c *Changelog) Restore(ctx context.Context, partition int32, fn func(key, v
 		stalled = next <= offset
 		if stalled && fp.LastStableOffset < end && !noted {
 			noted = true
-			c.log("kafka: changelog restore waits for an open transaction to end (the previous owner's last states); it ends by commit, abort or the transaction timeout",
+			// A broker that stops while a commit's markers are in flight can
+			// leave a transaction that nothing ends (its coordinator completed
+			// it without the marker here): say how to end it by hand.
+			c.log("kafka: changelog restore waits for an open transaction to end (the previous owner's last states); it ends by commit, abort or the transaction timeout. "+
+				"If it still waits after the transaction timeout, the transaction is hanging: abort it with kafka-transactions.sh --bootstrap-server BROKER abort --topic TOPIC --partition PARTITION --start-offset LAST_STABLE_OFFSET",
 				"topic", c.topic, "partition", partition, "at", offset, "end", end, "last_stable_offset", fp.LastStableOffset)
 		}
 		offset = max(offset, next)
