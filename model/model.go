@@ -114,7 +114,8 @@ type session struct {
 	// Signature tensors; those the layout does not feed stay zero.
 	inputX, skillID, correct, targetID, maxSteps, seqLen, keepProb, batchSize tf.Output
 	predAll                                                                   tf.Output
-	step                                                                      *stepTensors // nil: no step signature (see step.go)
+	step                                                                      *stepTensors  // nil: no step signature (see step.go)
+	chunk                                                                     *chunkTensors // nil: no chunk signature (see chunk.go)
 
 	// Reused by every run, so that a batch allocates only its tensors.
 	feeds   map[tf.Output]*tf.Tensor
@@ -287,7 +288,7 @@ func loadSession(dir string, cfg Config, ids bool) (*session, error) {
 		return nil, fmt.Errorf("%s: loading SavedModel: %w", dir, err)
 	}
 	sig := saved.Signatures[cfg.Signature]
-	s := &session{saved: saved, step: lookupStep(dir, saved)}
+	s := &session{saved: saved, step: lookupStep(dir, saved), chunk: lookupChunk(dir, saved)}
 	s.ids = ids
 	var errs []error
 	lookup := func(infos map[string]tf.TensorInfo, key string) tf.Output {
