@@ -39,6 +39,14 @@ type Config struct {
 	// partly filled bucket always waits for MaxDelay (throughput first: a
 	// file's batches fill up).
 	FlushWhenIdle bool
+	// ChunkSteps, when > 0, is the chunk length C of a model that scores
+	// batches in blocks of MaxBatchSize rows × C steps with carried state
+	// (ScheduleChunks): sequences up to C steps are bucketed as without it
+	// (one batch is one block), and longer ones share one bucket whatever
+	// their length, so that long histories run side by side and fill the
+	// blocks. That bucket's batches are cut by MaxPaddedSteps counted in real
+	// interactions (the work, and the output they produce), not rows × T.
+	ChunkSteps int
 }
 
 // Validate returns every problem at once (joined with errors.Join), so a
@@ -61,6 +69,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPaddedSteps <= 0 {
 		bad("MaxPaddedSteps", c.MaxPaddedSteps, "must be positive, e.g. 32768 (the budget on batch size × padded length bounds memory)")
+	}
+	if c.ChunkSteps < 0 {
+		bad("ChunkSteps", c.ChunkSteps, "must be 0 (no chunks) or the model's chunk length")
 	}
 	if g := c.BucketGrowth; g != 0 && !(g > 1 && g <= 2) { // written so NaN is rejected too
 		bad("BucketGrowth", g, fmt.Sprintf("must be in (1, 2]; e.g. %v, the measured default", DefaultBucketGrowth))

@@ -106,6 +106,10 @@ func (m *Model) chunkInfo() *chunkTensors {
 // HasChunk says whether the model can run RunChunk.
 func (m *Model) HasChunk() bool { return m.chunkError() == nil }
 
+// ScoresInChunks says whether batches should run through RunChunk: the model
+// has the chunk signature and no other was requested (Config.Signature).
+func (m *Model) ScoresInChunks() bool { return !m.requested && m.HasChunk() }
+
 // ChunkStateSize is the length of one row's carried state in RunChunk (as
 // StateSize for Step); 0 when the model has no chunk signature.
 func (m *Model) ChunkStateSize() int {

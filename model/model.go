@@ -51,7 +51,8 @@ type Config struct {
 	Tag  string // meta graph tag; "" → "serve"
 	// Signature is the signature to run; "" picks IDsSignature when the model
 	// has it, else OriginSignature. A signature whose inputs include
-	// Names.SkillID is fed ids, any other the one-hot input_x.
+	// Names.SkillID is fed ids, any other the one-hot input_x. A requested
+	// signature is the one every batch runs: ScoresInChunks is then false.
 	Signature string
 	Names     Names // zero fields take OriginNames
 	// Sessions is how many sessions run batches concurrently (≥ 1).
@@ -100,8 +101,9 @@ type Model struct {
 	Signature string
 	IDs       bool
 
-	sessions chan *session
-	all      []*session
+	requested bool // Config.Signature was set: batches run it, not chunk
+	sessions  chan *session
+	all       []*session
 }
 
 // session is one loaded SavedModel; TF sessions are safe for concurrent Run, but
@@ -157,6 +159,7 @@ func Load(cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	requested := cfg.Signature != ""
 	cfg.Signature = sig.Key
 	_, ids := inputKey(sig, cfg.Names.SkillID)
 	if _, oneHot := inputKey(sig, cfg.Names.InputX); !ids && !oneHot {
@@ -173,7 +176,7 @@ func Load(cfg Config) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Name: info.Name, Version: info.Version, Dir: info.Dir, NumSkills: numSkills,
-		Signature: sig.Key, IDs: ids, sessions: make(chan *session, cfg.Sessions)}
+		Signature: sig.Key, IDs: ids, requested: requested, sessions: make(chan *session, cfg.Sessions)}
 	for range cfg.Sessions {
 		s, err := loadSession(info.Dir, cfg, ids)
 		if err != nil {
