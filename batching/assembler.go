@@ -14,7 +14,6 @@ type Assembler struct {
 	cfg     Config
 	lengths lengthBuckets
 	buckets []*bucket // by bucket index; nil until a length of that bucket arrives
-	long    *bucket   // with Config.ChunkSteps: every sequence longer than a chunk; nil until one arrives
 	waiting []*bucket // non-empty buckets, in no particular order
 	seq     uint64    // arrival counter; orders flushes so they do not depend on map or slice order
 	pool    bufferPool
@@ -24,7 +23,6 @@ type Assembler struct {
 type bucket struct {
 	items      []Item
 	longest    int
-	real       int       // Σ item lengths
 	oldest     time.Time // arrival of items[0]; the delay deadline counts from here
 	oldestSeq  uint64
 	waitingIdx int // position in Assembler.waiting, or -1 when empty
@@ -59,7 +57,7 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 	bk := a.bucketFor(n)
 	var out []*Batch
 	// T is the longest item, so adding a longer one re-pads everyone waiting.
-	if len(bk.items) > 0 && a.cost(bk, len(bk.items)+1, max(bk.longest, n), bk.real+n) > a.cfg.MaxPaddedSteps {
+	if len(bk.items) > 0 && a.cost(len(bk.items)+1, max(bk.longest, n)) > a.cfg.MaxPaddedSteps {
 		out = append(out, a.flush(bk, FlushBucket))
 	}
 	if len(bk.items) == 0 {
@@ -67,11 +65,7 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 			// Room for as many items as can share a batch with this one, from
 			// the pool: growing the list by append would allocate several
 			// times per batch.
-			rows := min(a.cfg.MaxBatchSize, max(1, a.cfg.MaxPaddedSteps/n))
-			if bk == a.long {
-				rows = max(1, a.cfg.MaxPaddedSteps/(a.cfg.ChunkSteps+1))
-			}
-			bk.items = a.pool.items.get(rows)[:0]
+			bk.items = a.pool.items.get(min(a.cfg.MaxBatchSize, max(1, a.cfg.MaxPaddedSteps/a.cost(1, n))))[:0]
 		}
 		bk.oldest, bk.oldestSeq = now, a.seq
 		bk.waitingIdx = len(a.waiting)
@@ -80,20 +74,11 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 	a.seq++
 	bk.items = append(bk.items, it)
 	bk.longest = max(bk.longest, n)
-	bk.real += n
 	a.stats.pending.Add(1)
-	// The shortest next item: one step, or in the long bucket one more than a chunk.
-	next := 1
-	if bk == a.long {
-		next = a.cfg.ChunkSteps + 1
-	}
 	switch {
-	case bk != a.long && len(bk.items) >= a.cfg.MaxBatchSize:
-		// The long bucket's rows are not capped: its batch runs in blocks of
-		// MaxBatchSize rows, and rows beyond them fill the blocks that the
-		// shorter histories leave as they finish.
+	case len(bk.items) >= a.cfg.MaxBatchSize:
 		out = append(out, a.flush(bk, FlushSize))
-	case a.cost(bk, len(bk.items)+1, bk.longest, bk.real+next) > a.cfg.MaxPaddedSteps:
+	case a.cost(len(bk.items)+1, bk.longest) > a.cfg.MaxPaddedSteps:
 		// No next item can fit (it would make B·T at least this much), so
 		// waiting for MaxDelay would only add latency. This also sends a
 		// sequence longer than the whole budget out alone, at once.
@@ -170,29 +155,24 @@ func (a *Assembler) discard() {
 	for _, bk := range a.waiting {
 		a.stats.discarded.Add(uint64(len(bk.items)))
 		a.stats.pending.Add(-int64(len(bk.items)))
-		bk.items, bk.longest, bk.real, bk.waitingIdx = nil, 0, 0, -1
+		bk.items, bk.longest, bk.waitingIdx = nil, 0, -1
 	}
 	a.waiting = a.waiting[:0]
 }
 
-// cost is what MaxPaddedSteps bounds for a bucket of rows items, the longest
-// of them longest steps, real steps in all: B·T, or in the long bucket the
-// real steps (it runs in blocks of at most MaxBatchSize × ChunkSteps, so B·T
-// bounds nothing there; its work and output grow with the real steps).
-func (a *Assembler) cost(bk *bucket, rows, longest, real int) int {
-	if bk == a.long {
-		return real
+// cost is what MaxPaddedSteps bounds for a batch of rows sequences, the
+// longest of longest steps: the size of its one model call, B·T; or with
+// ChunkSteps, of its largest block, B·min(T, ChunkSteps). A long history
+// then no longer forms a batch of one: histories of its length bucket share
+// its blocks, whatever their length.
+func (a *Assembler) cost(rows, longest int) int {
+	if a.cfg.ChunkSteps > 0 {
+		return rows * min(longest, a.cfg.ChunkSteps)
 	}
 	return rows * longest
 }
 
 func (a *Assembler) bucketFor(n int) *bucket {
-	if a.cfg.ChunkSteps > 0 && n > a.cfg.ChunkSteps {
-		if a.long == nil {
-			a.long = &bucket{waitingIdx: -1}
-		}
-		return a.long
-	}
 	i := a.lengths.index(n)
 	if i >= len(a.buckets) {
 		a.buckets = append(a.buckets, make([]*bucket, i+1-len(a.buckets))...)
@@ -238,7 +218,7 @@ func (a *Assembler) flush(bk *bucket, reason FlushReason) *Batch {
 
 	// The batch now owns items; the bucket starts a fresh slice so the two
 	// never alias.
-	bk.items, bk.longest, bk.real = nil, 0, 0
+	bk.items, bk.longest = nil, 0
 	last := a.waiting[len(a.waiting)-1]
 	a.waiting[bk.waitingIdx] = last
 	last.waitingIdx = bk.waitingIdx

@@ -11,18 +11,18 @@ import (
 type Block struct {
 	Rows   []int // the batch rows in this block
 	Starts []int // each row's first step of this chunk, in its history
-	Lens   []int // each row's real steps in this chunk: Steps (a block is never padded)
-	Steps  int   // c, the block's length
+	Lens   []int // each row's real steps in this chunk, in [1, Steps]
+	Steps  int   // c, the block's padded length
 }
 
 // The cost of one session run of a block of k rows × c steps, in units of
 // one row-step: runOverhead + c·(stepOverhead + k). Measured on the bundled
-// model's chunk signature with one intra-op thread: a step costs about 43 µs
-// at 1 row and 530 µs at 64 (7.7 µs a row plus 35 µs for the step itself),
-// and a run about 150 µs more (feeding and fetching tensors, the loop's setup).
+// model's chunk signature (one session, fetching state, mastery and
+// next_prob): a step costs about 82 µs plus 8.6 µs a row, and a run about
+// 1 ms more (feeding and fetching tensors, setting up the loop).
 const (
-	stepOverhead = 35.0 / 7.7
-	runOverhead  = 150.0 / 7.7
+	stepOverhead = 82.0 / 8.6
+	runOverhead  = 1000.0 / 8.6
 )
 
 // ScheduleChunks cuts each row's history (seqLen[row] steps) into chunks and
@@ -30,16 +30,20 @@ const (
 // scheduled; it stops at run's first error and returns it. A row's chunks
 // run in order, since each needs the state the previous one left.
 //
+// A block holds at most blockRows × chunkSteps row-steps, which bounds the
+// memory of a run whatever the histories' lengths: k ≤ blockRows rows of up
+// to blockRows·chunkSteps/k steps each (a history that has the block to
+// itself runs in long chunks, not in many runs of chunkSteps).
+//
 // Each block takes rows in order of the most steps left (ties: the lower
 // row), so the longest history starts at once and its chain of chunks runs
 // beside the others' work instead of alone after it. Of those rows it takes
-// the first k (k ≤ blockRows) and runs each for c = min(chunkSteps, steps
-// left of the k-th): no row of a block is ever padded, and k is chosen for
-// the most real steps per unit of cost (see runOverhead). While blockRows
-// rows have a whole chunk left that is a full [blockRows, chunkSteps] block;
-// near the end of a batch, a long history advances by short chunks together
-// with the last chunks of many shorter ones, rather than alone in full
-// chunks while the others wait, or padding them to its chunk length.
+// the first k for c steps, a row with fewer steps left padded to c, with k
+// and c chosen for the most real steps per unit of cost (see runOverhead). While blockRows rows have a whole chunk
+// left that is a full [blockRows, chunkSteps] block; near the end of a batch
+// a long history advances by shorter chunks together with the last chunks
+// of shorter ones, rather than alone while they wait; and since rows are
+// taken in order of steps left, a block's rows need about the same c.
 func ScheduleChunks(seqLen []int32, blockRows, chunkSteps int, run func(Block) error) error {
 	if blockRows < 1 || chunkSteps < 1 {
 		return errors.New("batching: a chunk schedule needs at least one row and one step per block")
@@ -62,20 +66,34 @@ func ScheduleChunks(seqLen []int32, blockRows, chunkSteps int, run func(Block) e
 			}
 			return a - b
 		})
-		rows, steps, best := 1, min(chunkSteps, left(order[0])), 0.0
+		// c is one of the first k rows' next chunks: a longer one than the
+		// first row's pads everyone, a shorter one than the k-th's wastes
+		// none of the rows' steps but stops them early.
+		rows, steps, best := 1, min(blockRows*chunkSteps, left(order[0])), 0.0
 		for k := 1; k <= min(blockRows, len(order)); k++ {
-			c := min(chunkSteps, left(order[k-1]))
-			if rate := float64(k*c) / (runOverhead + float64(c)*(stepOverhead+float64(k))); rate > best {
-				rows, steps, best = k, c, rate
+			longest := blockRows * chunkSteps / k
+			for j := 0; j < k; j++ {
+				c := min(longest, left(order[j]))
+				if j > 0 && c == min(longest, left(order[j-1])) {
+					continue
+				}
+				real := 0
+				for _, row := range order[:k] {
+					real += min(c, left(row))
+				}
+				if rate := float64(real) / (runOverhead + float64(c)*(stepOverhead+float64(k))); rate > best {
+					rows, steps, best = k, c, rate
+				}
 			}
 		}
 		block.Rows, block.Starts, block.Lens = block.Rows[:0], block.Starts[:0], block.Lens[:0]
 		block.Steps = steps
 		for _, row := range order[:rows] {
+			n := min(steps, left(row))
 			block.Rows = append(block.Rows, row)
 			block.Starts = append(block.Starts, done[row])
-			block.Lens = append(block.Lens, steps)
-			done[row] += steps
+			block.Lens = append(block.Lens, n)
+			done[row] += n
 		}
 		if err := run(block); err != nil {
 			return err

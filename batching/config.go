@@ -40,12 +40,10 @@ type Config struct {
 	// file's batches fill up).
 	FlushWhenIdle bool
 	// ChunkSteps, when > 0, is the chunk length C of a model that scores
-	// batches in blocks of MaxBatchSize rows × C steps with carried state
-	// (ScheduleChunks): sequences up to C steps are bucketed as without it
-	// (one batch is one block), and longer ones share one bucket whatever
-	// their length, so that long histories run side by side and fill the
-	// blocks. That bucket's batches are cut by MaxPaddedSteps counted in real
-	// interactions (the work, and the output they produce), not rows × T.
+	// batches in blocks of at most MaxBatchSize·C row-steps with carried
+	// state (ScheduleChunks). Buckets stay the same, but MaxPaddedSteps then
+	// bounds a batch's largest block, B·min(T, C), rather than B·T: a long
+	// history shares its batch with the others of its length bucket.
 	ChunkSteps int
 }
 

@@ -215,9 +215,10 @@ def chunk_signature(layers, w, b, num_skills):
     Inputs: state_c_i/state_h_i [B, H_i] per layer (zeros: no history), skill_id,
     correct and next_skill [B, C] (next_skill: the skill answered right after each
     step, 0 when there is none), sequence_len [B] (real steps of this chunk).
-    Steps at t >= sequence_len leave the state as it is, so the new state is the
-    state after each row's last real step, and a history cut into chunks with the
-    state carried between them gives predict's numbers. Outputs: the new state,
+    The new state is the state after each row's last real step (steps at
+    t >= sequence_len are computed like predict_ids' padding but never reach it),
+    so a history cut into chunks with the state carried between them gives
+    predict's numbers. Outputs: the new state,
     mastery [B, S] at each row's last real step, next_prob [B, C] (the probability
     of a correct answer on next_skill) and pred_all [B, C, S]."""
     skill_id = v1.placeholder(tf.int32, [None, None], name="skill_id")
@@ -227,9 +228,13 @@ def chunk_signature(layers, w, b, num_skills):
     inputs = {"skill_id": skill_id, "correct": correct, "next_skill": next_skill, "sequence_len": sequence_len}
     outputs = {}
     batch, steps = tf.shape(skill_id)[0], tf.shape(skill_id)[1]
-    mask = tf.sequence_mask(sequence_len, steps)  # [B, C]
-    real = tf.cast(mask, tf.float32)[:, :, None]
-    mask_t = tf.transpose(mask)[:, :, None]  # [C, B, 1], scanned with the steps
+    real = tf.sequence_mask(sequence_len, steps, dtype=tf.float32)[:, :, None]
+    # The state after each row's last real step is picked from the scan's
+    # stacked states once, after the loop, rather than by masking every step
+    # inside it: the loop is then predict_ids' own, with no per-step cost added.
+    # A row of no real steps keeps the state it came with.
+    last = tf.stack([tf.maximum(sequence_len - 1, 0), tf.range(batch)], axis=1)  # [B, 2] into [C, B, H]
+    moved = (sequence_len > 0)[:, None]
     x = interaction_ids(skill_id, correct, num_skills)  # [B, C]
     last_h = None
     for layer, (kernel, bias, units) in enumerate(layers):
@@ -244,16 +249,14 @@ def chunk_signature(layers, w, b, num_skills):
             projected = tf.reshape(project_inputs(layer, kernel, flat, num_skills), [batch, steps, 4 * units])
         recurrent = kernel[kernel.shape[0] - units:]
 
-        def advance(state, elems, recurrent=recurrent, bias=bias):
-            projected_t, real_t = elems
-            c, h = lstm_step(projected_t, state[0], state[1], recurrent, bias)
-            # A padded step keeps the state: the chunk ends at the row's last real step.
-            return tf.where(real_t, c, state[0]), tf.where(real_t, h, state[1])
+        def advance(state, x, recurrent=recurrent, bias=bias):
+            return lstm_step(x, state[0], state[1], recurrent, bias)
 
-        cs, hs = tf.scan(advance, (tf.transpose(projected, [1, 0, 2]), mask_t), initializer=(c0, h0))
-        outputs[c_key] = tf.identity(cs[-1], name="new_" + c_key)
-        outputs[h_key] = tf.identity(hs[-1], name="new_" + h_key)
-        last_h = hs[-1]
+        cs, hs = tf.scan(advance, tf.transpose(projected, [1, 0, 2]), initializer=(c0, h0))
+        c_last = tf.where(moved, tf.gather_nd(cs, last), c0)
+        last_h = tf.where(moved, tf.gather_nd(hs, last), h0)
+        outputs[c_key] = tf.identity(c_last, name="new_" + c_key)
+        outputs[h_key] = tf.identity(last_h, name="new_" + h_key)
         # Like predict_ids: outputs past a row's length are zero.
         x = tf.transpose(hs, [1, 0, 2]) * real  # [B, C, H]
     hidden = layers[-1][2]
