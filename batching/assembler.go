@@ -57,7 +57,7 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 	bk := a.bucketFor(n)
 	var out []*Batch
 	// T is the longest item, so adding a longer one re-pads everyone waiting.
-	if len(bk.items) > 0 && (len(bk.items)+1)*max(bk.longest, n) > a.cfg.MaxPaddedSteps {
+	if len(bk.items) > 0 && a.cost(len(bk.items)+1, max(bk.longest, n)) > a.cfg.MaxPaddedSteps {
 		out = append(out, a.flush(bk, FlushBucket))
 	}
 	if len(bk.items) == 0 {
@@ -65,7 +65,7 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 			// Room for as many items as can share a batch with this one, from
 			// the pool: growing the list by append would allocate several
 			// times per batch.
-			bk.items = a.pool.items.get(min(a.cfg.MaxBatchSize, max(1, a.cfg.MaxPaddedSteps/n)))[:0]
+			bk.items = a.pool.items.get(min(a.cfg.MaxBatchSize, max(1, a.cfg.MaxPaddedSteps/a.cost(1, n))))[:0]
 		}
 		bk.oldest, bk.oldestSeq = now, a.seq
 		bk.waitingIdx = len(a.waiting)
@@ -78,7 +78,7 @@ func (a *Assembler) add(it Item, now time.Time) []*Batch {
 	switch {
 	case len(bk.items) >= a.cfg.MaxBatchSize:
 		out = append(out, a.flush(bk, FlushSize))
-	case (len(bk.items)+1)*bk.longest > a.cfg.MaxPaddedSteps:
+	case a.cost(len(bk.items)+1, bk.longest) > a.cfg.MaxPaddedSteps:
 		// No next item can fit (it would make B·T at least this much), so
 		// waiting for MaxDelay would only add latency. This also sends a
 		// sequence longer than the whole budget out alone, at once.
@@ -160,6 +160,18 @@ func (a *Assembler) discard() {
 	a.waiting = a.waiting[:0]
 }
 
+// cost is what MaxPaddedSteps bounds for a batch of rows sequences, the
+// longest of longest steps: the size of its one model call, B·T; or with
+// ChunkSteps, of its largest block, B·min(T, ChunkSteps). A long history
+// then no longer forms a batch of one: histories of its length bucket share
+// its blocks, whatever their length.
+func (a *Assembler) cost(rows, longest int) int {
+	if a.cfg.ChunkSteps > 0 {
+		return rows * min(longest, a.cfg.ChunkSteps)
+	}
+	return rows * longest
+}
+
 func (a *Assembler) bucketFor(n int) *bucket {
 	i := a.lengths.index(n)
 	if i >= len(a.buckets) {
@@ -195,6 +207,9 @@ func (a *Assembler) flush(bk *bucket, reason FlushReason) *Batch {
 	items := bk.items
 	b := padToLongest(&a.pool, items, reason, bk.oldest)
 	b.pooledItems = true
+	if a.cfg.ChunkSteps > 0 {
+		b.ChunkSteps, b.BlockRows = a.cfg.ChunkSteps, a.cfg.MaxBatchSize
+	}
 	real := 0
 	for _, it := range items {
 		real += len(it.Skills)

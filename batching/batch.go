@@ -53,6 +53,9 @@ type Batch struct {
 	Correct  []int32   // [B, T]: 1 when step t was answered correctly, else 0; zero at padding
 	TargetID []int32   // [B, T]: skill at t+1 for t < len−1; zero at the last real step and at padding
 	SeqLen   []int32   // [B]: real lengths
+	// ChunkSteps and BlockRows are the policy's (Config.ChunkSteps,
+	// MaxBatchSize) when the batch is to be scored in chunks, else zero.
+	ChunkSteps, BlockRows int
 
 	pool        *bufferPool // nil once released
 	pooledItems bool        // Items came from pool (an Assembler's bucket), not from the caller (PadToLongest)
@@ -70,8 +73,14 @@ func (b *Batch) RealSteps() int {
 	return n
 }
 
-// ComputedSteps is B·T, the LSTM steps the model will run including padding.
-func (b *Batch) ComputedSteps() int { return len(b.SeqLen) * b.Steps }
+// ComputedSteps is the LSTM steps the model will run including padding: B·T,
+// or for a batch scored in chunks Σ B'·c over its blocks (ScheduleChunks).
+func (b *Batch) ComputedSteps() int {
+	if b.ChunkSteps > 0 {
+		return chunkedSteps(b.SeqLen, b.BlockRows, b.ChunkSteps)
+	}
+	return len(b.SeqLen) * b.Steps
+}
 
 // Release hands the tensor buffers back for reuse by later batches. The
 // batch, its tensors and any slice taken from them must not be used

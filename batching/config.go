@@ -39,6 +39,12 @@ type Config struct {
 	// partly filled bucket always waits for MaxDelay (throughput first: a
 	// file's batches fill up).
 	FlushWhenIdle bool
+	// ChunkSteps, when > 0, is the chunk length C of a model that scores
+	// batches in blocks of at most MaxBatchSize·C row-steps with carried
+	// state (ScheduleChunks). Buckets stay the same, but MaxPaddedSteps then
+	// bounds a batch's largest block, B·min(T, C), rather than B·T: a long
+	// history shares its batch with the others of its length bucket.
+	ChunkSteps int
 }
 
 // Validate returns every problem at once (joined with errors.Join), so a
@@ -61,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPaddedSteps <= 0 {
 		bad("MaxPaddedSteps", c.MaxPaddedSteps, "must be positive, e.g. 32768 (the budget on batch size × padded length bounds memory)")
+	}
+	if c.ChunkSteps < 0 {
+		bad("ChunkSteps", c.ChunkSteps, "must be 0 (no chunks) or the model's chunk length")
 	}
 	if g := c.BucketGrowth; g != 0 && !(g > 1 && g <= 2) { // written so NaN is rejected too
 		bad("BucketGrowth", g, fmt.Sprintf("must be in (1, 2]; e.g. %v, the measured default", DefaultBucketGrowth))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -16,10 +17,12 @@ import (
 	"time"
 
 	"github.com/dktscore/dktscore/batching"
+	"github.com/dktscore/dktscore/engine"
 	"github.com/dktscore/dktscore/gpu"
 	"github.com/dktscore/dktscore/io/records"
 	"github.com/dktscore/dktscore/model"
 	"github.com/dktscore/dktscore/scoring"
+	"github.com/dktscore/dktscore/worker"
 )
 
 // DefaultInput is the ASSISTments test split the benchmarks score.
@@ -28,7 +31,7 @@ const DefaultInput = "data/assistments/builder_test.csv"
 // engineRow is one measured row of `dktscore bench`, printed as one JSON line
 // with --json (bench/run.py reads these) or as a line of text.
 type engineRow struct {
-	Row          string    `json:"row"` // "a" (engine ceiling), "o" (row a on the origin signature) or "f" (naive batching)
+	Row          string    `json:"row"` // "a" (engine ceiling), "o" (row a on the origin signature), "f" (naive batching), "k" (chunk path), "p" (full-block peak)
 	Name         string    `json:"name"`
 	Signature    string    `json:"signature"` // the signature model.Predict ran
 	Sequences    int       `json:"sequences"`
@@ -47,6 +50,9 @@ type engineRow struct {
 	PeakRSSKiB int64 `json:"peak_rss_kib"`
 	Sessions   int   `json:"sessions"`
 	Threads    int   `json:"threads"`
+	// BlockRows and ChunkSteps are the block shape of rows k and p.
+	BlockRows  int `json:"block_rows,omitempty"`
+	ChunkSteps int `json:"chunk_steps,omitempty"`
 }
 
 // Engine measures the engine alone, with no I/O or decoding in the timed
@@ -56,8 +62,12 @@ type engineRow struct {
 // `score`; row o runs row a's batches on the origin "predict" signature (the
 // model builds the one-hot input_x), so that the gain of the compact
 // predict_ids is measured; row f uses naive batching, batch-size sequences in
-// file order padded to the longest.
-func Engine(f scoring.Options, rows []string, runs, warmup int, asJSON bool, stdout io.Writer) error {
+// file order padded to the longest. Row k runs the batches `score` forms on
+// the chunk path (batch-size rows × chunkSteps blocks of carried state,
+// through package engine, fetching what score fetches); row p is the chunk
+// path's peak: only full [batch-size, chunkSteps] blocks of random ids, as
+// many interactions as the input has, on every session.
+func Engine(f scoring.Options, rows []string, chunkSteps, runs, warmup int, asJSON bool, stdout io.Writer) error {
 	m, err := scoring.LoadModel(f)
 	if err != nil {
 		return err
@@ -90,6 +100,18 @@ func Engine(f scoring.Options, rows []string, runs, warmup int, asJSON bool, std
 		case "f":
 			name = "naive batching (file order, pad to longest)"
 			batches, err = naiveBatches(f.BatchSize, m.NumSkills, seqs)
+		case "k", "p":
+			if !m.ScoresInChunks() {
+				return fmt.Errorf("row %s needs the chunk path: a model with the chunk signature (python -m dkt.upgrade --model DIR) and no --signature", row)
+			}
+			name = "engine, chunk path (blocks of carried state)"
+			chunked := f.Batching.Config(m.NumSkills)
+			chunked.ChunkSteps = chunkSteps
+			batches, err = assembled(chunked, seqs)
+			if row == "p" {
+				name = "engine peak (full random blocks)"
+				batches = fullBlocks(f.BatchSize, chunkSteps, m.NumSkills, batches)
+			}
 		}
 		if err != nil {
 			if rowModel != m {
@@ -98,6 +120,9 @@ func Engine(f scoring.Options, rows []string, runs, warmup int, asJSON bool, std
 			return err
 		}
 		res := engineRow{Row: row, Name: name, Signature: rowModel.Signature, Sessions: f.Sessions, Threads: threads}
+		if row == "k" || row == "p" {
+			res.Signature, res.BlockRows, res.ChunkSteps = model.ChunkSignature, f.BatchSize, chunkSteps
+		}
 		err = measure(rowModel, f.Sessions, batches, runs, warmup, &res)
 		for _, b := range batches {
 			b.Release()
@@ -185,7 +210,11 @@ func ReadAll(f scoring.Options, numSkills int) ([]records.Sequence, error) {
 // and drains it. The clock never advances, so no batch is flushed by delay:
 // these are the batches score makes when input arrives faster than MaxDelay.
 func bucketedBatches(f scoring.Options, numSkills int, seqs []records.Sequence) ([]*batching.Batch, error) {
-	asm, err := batching.NewAssembler(f.Batching.Config(numSkills))
+	return assembled(f.Batching.Config(numSkills), seqs)
+}
+
+func assembled(cfg batching.Config, seqs []records.Sequence) ([]*batching.Batch, error) {
+	asm, err := batching.NewAssembler(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -231,14 +260,21 @@ func predictAll(m *model.Model, sessions int, batches []*batching.Batch, outs []
 	var wg sync.WaitGroup
 	errs := make([]error, sessions)
 	start := time.Now()
+	chunks := engine.Of(model.FixedVersion(m))
 	for w := range sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
 				b := batches[i]
-				in := model.Inputs{Size: b.Size(), Steps: b.Steps, SkillID: b.SkillID, Correct: b.Correct, TargetID: b.TargetID, SeqLen: b.SeqLen}
-				if err := m.Predict(ctx, in, outs[i]); err != nil {
+				var err error
+				if b.ChunkSteps > 0 {
+					_, err = chunks.Predict(ctx, b, worker.EngineOutputs{Last: outs[i].Last, Next: outs[i].Next})
+				} else {
+					in := model.Inputs{Size: b.Size(), Steps: b.Steps, SkillID: b.SkillID, Correct: b.Correct, TargetID: b.TargetID, SeqLen: b.SeqLen}
+					err = m.Predict(ctx, in, outs[i])
+				}
+				if err != nil {
 					errs[w] = err
 					return
 				}
@@ -247,6 +283,33 @@ func predictAll(m *model.Model, sessions int, batches []*batching.Batch, outs []
 	}
 	wg.Wait()
 	return time.Since(start).Seconds(), errors.Join(errs...)
+}
+
+// fullBlocks replaces batches by batches of rows sequences of exactly chunk
+// steps each, random ids, with about as many interactions as batches hold:
+// every block the chunk path runs on them is a full [rows, chunk] one.
+func fullBlocks(rows, chunk, numSkills int, batches []*batching.Batch) []*batching.Batch {
+	interactions := 0
+	for _, b := range batches {
+		interactions += b.RealSteps()
+		b.Release()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out []*batching.Batch
+	for done := 0; done < interactions; done += rows * chunk {
+		items := make([]batching.Item, rows)
+		for i := range items {
+			it := batching.Item{Skills: make([]int32, chunk), Correct: make([]int8, chunk)}
+			for t := range chunk {
+				it.Skills[t], it.Correct[t] = int32(rng.IntN(numSkills)), int8(rng.IntN(2))
+			}
+			items[i] = it
+		}
+		b, _ := batching.PadToLongest(numSkills, items) // valid by construction
+		b.ChunkSteps, b.BlockRows = chunk, rows
+		out = append(out, b)
+	}
+	return out
 }
 
 // Median is the middle of v (the mean of the two middle values for an even count).

@@ -90,6 +90,8 @@ def go_rows(args, keys):
                                      "--runs", str(args.runs), "--batch-size", str(args.batch_size), "--json"])
         r = json.loads(stdout.strip().splitlines()[-1])
         name = {"a": "engine ceiling: Predict over pre-built length buckets (Go)",
+                "k": "engine, chunk path: score's batches in blocks of carried state (Go)",
+                "p": "engine peak: full random [batch, chunk] blocks, chunk path (Go)",
                 "o": "row a on the origin one-hot `predict` signature (Go)",
                 "f": f"naive batching: {args.batch_size} in file order, pad to longest (Go)"}[key]
         out.append(row(key, name, r["runs_s"], r["sequences"], r["interactions"], r["padding_efficiency"],
@@ -98,12 +100,23 @@ def go_rows(args, keys):
     return out
 
 
-# ---------------------------------------------------------------- b: dktscore score
-def score_row(args, sequences, interactions):
+# ---------------------------------------------------------------- b, x, r: dktscore score
+def copies_of_input(n):
+    """INPUT repeated n times under out/ (DKT 3-line: each copy's students get their own ordinals as ids)."""
+    path = ROOT / "out" / f"{INPUT.stem}_x{n}.csv"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        text = INPUT.read_text()
+        path.write_text(text * n)
+    return path
+
+
+def score_row(args, sequences, interactions, key="b", copies=1, runs_wanted=None):
     runs, rss, padding = [], [], None
+    inp = INPUT if copies == 1 else copies_of_input(copies)
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.runs):
-            secs, stdout, _, maxrss = run_child([args.dktscore, "score", "--model", MODEL, "--input", INPUT,
+        for _ in range(runs_wanted or args.runs):
+            secs, stdout, _, maxrss = run_child([args.dktscore, "score", "--model", MODEL, "--input", inp,
                                                  "--output", pathlib.Path(tmp) / "out.parquet", "--quiet",
                                                  "--batch-size", str(args.batch_size)])
             runs.append(secs)
@@ -111,7 +124,10 @@ def score_row(args, sequences, interactions):
             for field in stdout.split():
                 if field.startswith("padding_efficiency="):
                     padding = float(field.split("=", 1)[1])
-    return row("b", "dktscore score: file → Parquet, process start to exit", runs, sequences, interactions,
+    name = "dktscore score: file → Parquet, process start to exit"
+    if copies > 1:
+        name += f", the split ×{copies}"
+    return row(key, name, runs, sequences * copies, interactions * copies,
                padding, max(rss), "includes model load and decoding")
 
 
@@ -281,7 +297,7 @@ def python_child(args):
     """Runs inside a child process: prints one JSON row for --python-row d or e."""
     import numpy as np
     from dkt import data, export
-    students = data.read_dkt3(INPUT)
+    students = data.read_dkt3(args.input or INPUT)
     versions = sorted((p for p in MODEL.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     predictor = export.Predictor(str(versions[-1]))
     num_skills = int(predictor.signature.inputs["input_x"].tensor_shape.dim[2].size) // 2
@@ -324,11 +340,14 @@ def python_child(args):
 def python_rows(args):
     out = []
     for key, name in (("d", "origin-style: Python TF, one sequence per session run"),
-                      ("e", f"Python TF, length-sorted batches of {args.batch_size}")):
+                      ("e", f"Python TF, length-sorted batches of {args.batch_size}"),
+                      ("y", f"Python TF, length-sorted batches of {args.batch_size}, the split ×10 (row e's peer of row x)")):
         if key not in args.rows:
             continue
-        _, stdout, _, maxrss = run_child([sys.executable, __file__, "--python-row", key, "--runs", str(args.runs),
-                                          "--batch-size", str(args.batch_size)])
+        child = "e" if key == "y" else key
+        extra = ["--input", str(copies_of_input(10))] if key == "y" else []
+        _, stdout, _, maxrss = run_child([sys.executable, __file__, "--python-row", child, "--runs", str(args.runs),
+                                          "--batch-size", str(args.batch_size)] + extra)
         r = json.loads(stdout.strip().splitlines()[-1])
         out.append(row(key, name, r["runs_s"], r["sequences"], r["interactions"], r["padding"], maxrss,
                        f"signature {r['signature']}, {r['batches']} session runs, TF default threads"))
@@ -417,6 +436,11 @@ def ratio_lines(by):
     ratio("b", "e", "≥ 1.0×", "{:.2f}×")
     ratio("a", "f", "none: what bucketing buys", "{:.1f}×")
     ratio("a", "o", "none: what the compact predict_ids signature buys over the one-hot predict", "{:.2f}×")
+    ratio("k", "a", "none: the chunk path over one call per length bucket", "{:.2f}×")
+    ratio("x", "y", "≥ 2.5×", "{:.2f}×")
+    ratio("x", "p", "≥ 0.85")
+    if "r" in by:
+        out.append(f"r peak RSS = {fmt_rss(by['r']['peak_rss_kib'])} on the split ×30 (goal ≤ 1 GiB)")
     for key in "abcdefo":
         if key in by:
             r = by[key]
@@ -436,7 +460,7 @@ def ratio_lines(by):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per row (median reported)")
-    ap.add_argument("--rows", default="abcdefgmo", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for a-f unless --write; "
+    ap.add_argument("--rows", default="abcdefgmokpxyr", help="subset of rows to run, e.g. 'abf' (BENCHMARKS.md is written only for a-f unless --write; "
                     "'m' alone replaces only its own section)")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for a subset of rows")
     ap.add_argument("--batch-size", type=int, default=64, help="e's and f's batch size, also passed to a, b, c (the product's default is 64)")
@@ -449,6 +473,7 @@ def main():
     ap.add_argument("--m-warmup", type=float, default=2, help="row m: unrecorded seconds before each point")
     ap.add_argument("--dktscore", default=str(ROOT / "bin" / "dktscore"))
     ap.add_argument("--python-row", choices=["d", "e"], help=argparse.SUPPRESS)
+    ap.add_argument("--input", help=argparse.SUPPRESS)  # the Python child's input (row y)
     args = ap.parse_args()
     if args.python_row:
         return python_child(args)
@@ -473,14 +498,18 @@ def main():
                   + (f" latency p50 {r['latency_p50_ms']:.0f} ms p99 {r['latency_p99_ms']:.0f} ms at {r['offered_load']:.0f} rec/s"
                      if "latency_p50_ms" in r else ""), flush=True)
         rows.extend(rs)
-    go = [k for k in "aof" if k in args.rows]
+    go = [k for k in "aofkp" if k in args.rows]
     if go:
         done(go_rows(args, go))
     if "b" in args.rows:
         done([score_row(args, sequences, interactions)])
     if "c" in args.rows:
         done([serve_row(args, values, sequences, interactions)])
-    if "d" in args.rows or "e" in args.rows:
+    if "x" in args.rows:
+        done([score_row(args, sequences, interactions, key="x", copies=10)])
+    if "r" in args.rows:
+        done([score_row(args, sequences, interactions, key="r", copies=30, runs_wanted=1)])
+    if "d" in args.rows or "e" in args.rows or "y" in args.rows:
         done(python_rows(args))
     events = events_row.measure(args, run_child, MODEL, INPUT) if "g" in args.rows else None
     if events:

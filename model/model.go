@@ -51,7 +51,8 @@ type Config struct {
 	Tag  string // meta graph tag; "" → "serve"
 	// Signature is the signature to run; "" picks IDsSignature when the model
 	// has it, else OriginSignature. A signature whose inputs include
-	// Names.SkillID is fed ids, any other the one-hot input_x.
+	// Names.SkillID is fed ids, any other the one-hot input_x. A requested
+	// signature is the one every batch runs: ScoresInChunks is then false.
 	Signature string
 	Names     Names // zero fields take OriginNames
 	// Sessions is how many sessions run batches concurrently (≥ 1).
@@ -100,8 +101,9 @@ type Model struct {
 	Signature string
 	IDs       bool
 
-	sessions chan *session
-	all      []*session
+	requested bool // Config.Signature was set: batches run it, not chunk
+	sessions  chan *session
+	all       []*session
 }
 
 // session is one loaded SavedModel; TF sessions are safe for concurrent Run, but
@@ -114,7 +116,8 @@ type session struct {
 	// Signature tensors; those the layout does not feed stay zero.
 	inputX, skillID, correct, targetID, maxSteps, seqLen, keepProb, batchSize tf.Output
 	predAll                                                                   tf.Output
-	step                                                                      *stepTensors // nil: no step signature (see step.go)
+	step                                                                      *stepTensors  // nil: no step signature (see step.go)
+	chunk                                                                     *chunkTensors // nil: no chunk signature (see chunk.go)
 
 	// Reused by every run, so that a batch allocates only its tensors.
 	feeds   map[tf.Output]*tf.Tensor
@@ -156,6 +159,7 @@ func Load(cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	requested := cfg.Signature != ""
 	cfg.Signature = sig.Key
 	_, ids := inputKey(sig, cfg.Names.SkillID)
 	if _, oneHot := inputKey(sig, cfg.Names.InputX); !ids && !oneHot {
@@ -172,7 +176,7 @@ func Load(cfg Config) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Name: info.Name, Version: info.Version, Dir: info.Dir, NumSkills: numSkills,
-		Signature: sig.Key, IDs: ids, sessions: make(chan *session, cfg.Sessions)}
+		Signature: sig.Key, IDs: ids, requested: requested, sessions: make(chan *session, cfg.Sessions)}
 	for range cfg.Sessions {
 		s, err := loadSession(info.Dir, cfg, ids)
 		if err != nil {
@@ -287,7 +291,7 @@ func loadSession(dir string, cfg Config, ids bool) (*session, error) {
 		return nil, fmt.Errorf("%s: loading SavedModel: %w", dir, err)
 	}
 	sig := saved.Signatures[cfg.Signature]
-	s := &session{saved: saved, step: lookupStep(dir, saved)}
+	s := &session{saved: saved, step: lookupStep(dir, saved), chunk: lookupChunk(dir, saved)}
 	s.ids = ids
 	var errs []error
 	lookup := func(infos map[string]tf.TensorInfo, key string) tf.Output {

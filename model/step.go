@@ -61,6 +61,91 @@ type stepTensors struct {
 	contents bytesWriter
 }
 
+// signatureLookup resolves the keys of one signature to graph outputs and
+// gathers every way the signature breaks its contract, so that all of them
+// are reported at once.
+type signatureLookup struct {
+	name  string
+	saved *tf.SavedModel
+	sig   tf.Signature
+	errs  []error
+}
+
+// tensor resolves key on one side ("input" or "output") and checks its dtype
+// and rank.
+func (l *signatureLookup) tensor(infos map[string]tf.TensorInfo, side, key string, dtype tf.DataType, rank int) (tf.Output, tf.Shape, bool) {
+	info, ok := infos[key]
+	switch {
+	case !ok:
+		l.errs = append(l.errs, fmt.Errorf("signature %q has no %s %q", l.name, side, key))
+	case info.DType != dtype:
+		l.errs = append(l.errs, fmt.Errorf("signature %q %s %q has dtype %v, want %v", l.name, side, key, info.DType, dtype))
+	case info.Shape.NumDimensions() != rank:
+		l.errs = append(l.errs, fmt.Errorf("signature %q %s %q has shape %v, want rank %d", l.name, side, key, info.Shape, rank))
+	default:
+		out, err := graphOutput(l.saved.Graph, info.Name)
+		if err != nil {
+			l.errs = append(l.errs, fmt.Errorf("signature %q: %w", l.name, err))
+			return tf.Output{}, tf.Shape{}, false
+		}
+		return out, info.Shape, true
+	}
+	return tf.Output{}, tf.Shape{}, false
+}
+
+// carriedState is the LSTM state a signature takes and returns: state_c_i,
+// state_h_i for every layer i, in and out under the same keys.
+type carriedState struct {
+	in, out   []tf.Output // per layer c then h, layer order
+	widths    []int       // H of each entry
+	stateSize int         // Σ widths
+}
+
+func (l *signatureLookup) state() carriedState {
+	var cs carriedState
+	// Layers are numbered from 0 without gaps; the count is where state_c_i stops.
+	for layer := 0; ; layer++ {
+		if _, more := l.sig.Inputs["state_c_"+strconv.Itoa(layer)]; !more {
+			if layer == 0 {
+				l.errs = append(l.errs, fmt.Errorf("signature %q has no input state_c_0: it carries no LSTM state", l.name))
+			}
+			return cs
+		}
+		for _, key := range []string{"state_c_" + strconv.Itoa(layer), "state_h_" + strconv.Itoa(layer)} {
+			in, inShape, okIn := l.tensor(l.sig.Inputs, "input", key, tf.Float, 2)
+			out, outShape, okOut := l.tensor(l.sig.Outputs, "output", key, tf.Float, 2)
+			if !okIn || !okOut {
+				continue
+			}
+			width := inShape.Size(1)
+			if width < 1 || outShape.Size(1) != width {
+				l.errs = append(l.errs, fmt.Errorf("signature %q state %q is [?, %d] in and [?, %d] out; want the same known width",
+					l.name, key, width, outShape.Size(1)))
+				continue
+			}
+			cs.in, cs.out = append(cs.in, in), append(cs.out, out)
+			cs.widths = append(cs.widths, int(width))
+			cs.stateSize += int(width)
+		}
+	}
+}
+
+// columns returns a reader/writer per state entry over rows of stateSize
+// floats (see rowColumns), and the reusable [B, H] shape of each.
+func (cs carriedState) columns() (readers, writers []rowColumns, shapes [][]int64) {
+	readers = make([]rowColumns, len(cs.widths))
+	writers = make([]rowColumns, len(cs.widths))
+	shapes = make([][]int64, len(cs.widths))
+	offset := 0
+	for i, w := range cs.widths {
+		readers[i] = rowColumns{rowWidth: cs.stateSize, offset: offset, width: w}
+		writers[i] = rowColumns{rowWidth: cs.stateSize, offset: offset, width: w}
+		shapes[i] = []int64{0, int64(w)}
+		offset += w
+	}
+	return readers, writers, shapes
+}
+
 // lookupStep resolves the step signature of one loaded SavedModel: nil when the
 // model has none; a non-nil err field when it exists but does not match the
 // contract (Step reports it; Predict is unaffected).
@@ -70,75 +155,22 @@ func lookupStep(dir string, saved *tf.SavedModel) *stepTensors {
 		return nil
 	}
 	st := &stepTensors{}
-	var errs []error
-	output := func(name string) tf.Output {
-		out, err := graphOutput(saved.Graph, name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("signature %q: %w", StepSignature, err))
-		}
-		return out
-	}
-	tensor := func(infos map[string]tf.TensorInfo, side, key string, dtype tf.DataType, rank int) (tf.Output, tf.Shape, bool) {
-		info, ok := infos[key]
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("signature %q has no %s %q", StepSignature, side, key))
-		case info.DType != dtype:
-			errs = append(errs, fmt.Errorf("signature %q %s %q has dtype %v, want %v", StepSignature, side, key, info.DType, dtype))
-		case info.Shape.NumDimensions() != rank:
-			errs = append(errs, fmt.Errorf("signature %q %s %q has shape %v, want rank %d", StepSignature, side, key, info.Shape, rank))
-		default:
-			return output(info.Name), info.Shape, true
-		}
-		return tf.Output{}, tf.Shape{}, false
-	}
-	st.skillID, _, _ = tensor(sig.Inputs, "input", "skill_id", tf.Int32, 1)
-	st.correct, _, _ = tensor(sig.Inputs, "input", "correct", tf.Int32, 1)
-	if out, shape, ok := tensor(sig.Outputs, "output", "mastery", tf.Float, 2); ok {
+	l := &signatureLookup{name: StepSignature, saved: saved, sig: sig}
+	st.skillID, _, _ = l.tensor(sig.Inputs, "input", "skill_id", tf.Int32, 1)
+	st.correct, _, _ = l.tensor(sig.Inputs, "input", "correct", tf.Int32, 1)
+	if out, shape, ok := l.tensor(sig.Outputs, "output", "mastery", tf.Float, 2); ok {
 		st.mastery, st.masteryWidth = out, int(shape.Size(1))
 	}
-	// Layers are numbered from 0 without gaps; the count is where state_c_i stops.
-	for layer := 0; ; layer++ {
-		if _, more := sig.Inputs["state_c_"+strconv.Itoa(layer)]; !more {
-			if layer == 0 {
-				errs = append(errs, fmt.Errorf("signature %q has no input state_c_0: it carries no LSTM state", StepSignature))
-			}
-			break
-		}
-		for _, key := range []string{"state_c_" + strconv.Itoa(layer), "state_h_" + strconv.Itoa(layer)} {
-			in, inShape, okIn := tensor(sig.Inputs, "input", key, tf.Float, 2)
-			out, outShape, okOut := tensor(sig.Outputs, "output", key, tf.Float, 2)
-			if !okIn || !okOut {
-				continue
-			}
-			width := inShape.Size(1)
-			if width < 1 || outShape.Size(1) != width {
-				errs = append(errs, fmt.Errorf("signature %q state %q is [?, %d] in and [?, %d] out; want the same known width",
-					StepSignature, key, width, outShape.Size(1)))
-				continue
-			}
-			st.stateIn, st.stateOut = append(st.stateIn, in), append(st.stateOut, out)
-			st.widths = append(st.widths, int(width))
-			st.stateSize += int(width)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	state := l.state()
+	st.stateIn, st.stateOut, st.widths, st.stateSize = state.in, state.out, state.widths, state.stateSize
+	if err := errors.Join(l.errs...); err != nil {
 		st.err = fmt.Errorf("%s: %w", dir, err)
 		return st
 	}
 	st.feeds = make(map[tf.Output]*tf.Tensor, 2+len(st.stateIn))
 	st.fetches = append(append([]tf.Output{}, st.stateOut...), st.mastery)
 	st.shape = make([]int64, 1)
-	st.shapes = make([][]int64, len(st.widths))
-	st.readers = make([]rowColumns, len(st.widths))
-	st.writers = make([]rowColumns, len(st.widths))
-	offset := 0
-	for i, w := range st.widths {
-		st.readers[i] = rowColumns{rowWidth: st.stateSize, offset: offset, width: w}
-		st.writers[i] = rowColumns{rowWidth: st.stateSize, offset: offset, width: w}
-		st.shapes[i] = []int64{0, int64(w)}
-		offset += w
-	}
+	st.readers, st.writers, st.shapes = state.columns()
 	return st
 }
 

@@ -42,6 +42,13 @@ type Engine interface {
 	Predict(ctx context.Context, b *batching.Batch, out EngineOutputs) (modelVersion string, err error)
 }
 
+// BatchPolicy is implemented by an engine that batches its own way (a model
+// scored in chunks wants long histories together): Run hands it the
+// configured policy before batching starts and uses the one it returns.
+type BatchPolicy interface {
+	BatchPolicy(batching.Config) batching.Config
+}
+
 // EngineOutputs mirrors model.Outputs: Last is B·S, Steps Σn·S (optional),
 // Next Σn (optional).
 type EngineOutputs struct {
@@ -161,6 +168,9 @@ type pending struct {
 // scored, written and acked. Work that cannot be completed is acked with the error.
 func Run(ctx context.Context, cfg Config, src Source, engine Engine, sink Sink, rejects RejectSink, progress *Progress) (Summary, error) {
 	started := time.Now()
+	if p, ok := engine.(BatchPolicy); ok {
+		cfg.Batching = p.BatchPolicy(cfg.Batching)
+	}
 	if err := cfg.validate(); err != nil {
 		return Summary{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/dktscore/dktscore/engine"
 	"github.com/dktscore/dktscore/model"
 )
 
@@ -54,6 +55,7 @@ func printInfo(w io.Writer, info model.Info) {
 	} else {
 		fmt.Fprintf(w, "scored with: nothing by default: %v\n", err)
 	}
+	fmt.Fprintf(w, "scoring path: %s\n", engine.Path(info))
 	if numSkills, ok := numSkills(info); ok {
 		fmt.Fprintf(w, "num_skills: %d\n", numSkills)
 	} else {

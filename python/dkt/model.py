@@ -24,6 +24,12 @@ IDS_SIGNATURE = "predict_ids"
 IDS_INPUTS = ("skill_id", "correct", "sequence_len")
 STEP_SIGNATURE = "step"
 STEP_OUTPUT = "mastery"
+# chunk advances carried state by up to C interactions per row (long histories
+# in pieces, many students per block): the worker fetches only the outputs a
+# job reads, and TensorFlow prunes the rest of the graph.
+CHUNK_SIGNATURE = "chunk"
+CHUNK_INPUTS = ("skill_id", "correct", "next_skill", "sequence_len")
+CHUNK_OUTPUTS = ("mastery", "next_prob", OUTPUT)
 
 
 def state_keys(layer):
@@ -118,7 +124,9 @@ class TensorFlowDKT:
             ids = ids_signature(self.layers, self.w, self.b, self.num_skills)
         with v1.name_scope(STEP_SIGNATURE):
             step = step_signature(self.layers, self.w, self.b, self.num_skills)
-        return {SIGNATURE: self.signature_tensors(), IDS_SIGNATURE: ids, STEP_SIGNATURE: step}
+        with v1.name_scope(CHUNK_SIGNATURE):
+            chunk = chunk_signature(self.layers, self.w, self.b, self.num_skills)
+        return {SIGNATURE: self.signature_tensors(), IDS_SIGNATURE: ids, STEP_SIGNATURE: step, CHUNK_SIGNATURE: chunk}
 
 
 # The compact signatures compute exactly the LSTMCell of the origin graph
@@ -198,4 +206,66 @@ def step_signature(layers, w, b, num_skills):
         outputs[c_key], outputs[h_key] = tf.identity(c, name="new_" + c_key), tf.identity(h, name="new_" + h_key)
         x = h
     outputs[STEP_OUTPUT] = tf.sigmoid(tf.matmul(x, w) + b, name=STEP_OUTPUT)
+    return inputs, outputs
+
+
+def chunk_signature(layers, w, b, num_skills):
+    """chunk: up to C interactions per row applied to carried state, with predict_ids' arithmetic.
+
+    Inputs: state_c_i/state_h_i [B, H_i] per layer (zeros: no history), skill_id,
+    correct and next_skill [B, C] (next_skill: the skill answered right after each
+    step, 0 when there is none), sequence_len [B] (real steps of this chunk).
+    The new state is the state after each row's last real step (steps at
+    t >= sequence_len are computed like predict_ids' padding but never reach it),
+    so a history cut into chunks with the state carried between them gives
+    predict's numbers. Outputs: the new state,
+    mastery [B, S] at each row's last real step, next_prob [B, C] (the probability
+    of a correct answer on next_skill) and pred_all [B, C, S]."""
+    skill_id = v1.placeholder(tf.int32, [None, None], name="skill_id")
+    correct = v1.placeholder(tf.int32, [None, None], name="correct")
+    next_skill = v1.placeholder(tf.int32, [None, None], name="next_skill")
+    sequence_len = v1.placeholder(tf.int32, [None], name="sequence_len")
+    inputs = {"skill_id": skill_id, "correct": correct, "next_skill": next_skill, "sequence_len": sequence_len}
+    outputs = {}
+    batch, steps = tf.shape(skill_id)[0], tf.shape(skill_id)[1]
+    real = tf.sequence_mask(sequence_len, steps, dtype=tf.float32)[:, :, None]
+    # The state after each row's last real step is picked from the scan's
+    # stacked states once, after the loop, rather than by masking every step
+    # inside it: the loop is then predict_ids' own, with no per-step cost added.
+    # A row of no real steps keeps the state it came with.
+    last = tf.stack([tf.maximum(sequence_len - 1, 0), tf.range(batch)], axis=1)  # [B, 2] into [C, B, H]
+    moved = (sequence_len > 0)[:, None]
+    x = interaction_ids(skill_id, correct, num_skills)  # [B, C]
+    last_h = None
+    for layer, (kernel, bias, units) in enumerate(layers):
+        c_key, h_key = state_keys(layer)
+        c0 = v1.placeholder(tf.float32, [None, units], name=c_key)
+        h0 = v1.placeholder(tf.float32, [None, units], name=h_key)
+        inputs[c_key], inputs[h_key] = c0, h0
+        if layer == 0:
+            projected = project_inputs(0, kernel, x, num_skills)  # [B, C, 4H]
+        else:
+            flat = tf.reshape(x, [batch * steps, x.shape[-1]])
+            projected = tf.reshape(project_inputs(layer, kernel, flat, num_skills), [batch, steps, 4 * units])
+        recurrent = kernel[kernel.shape[0] - units:]
+
+        def advance(state, x, recurrent=recurrent, bias=bias):
+            return lstm_step(x, state[0], state[1], recurrent, bias)
+
+        cs, hs = tf.scan(advance, tf.transpose(projected, [1, 0, 2]), initializer=(c0, h0))
+        c_last = tf.where(moved, tf.gather_nd(cs, last), c0)
+        last_h = tf.where(moved, tf.gather_nd(hs, last), h0)
+        outputs[c_key] = tf.identity(c_last, name="new_" + c_key)
+        outputs[h_key] = tf.identity(last_h, name="new_" + h_key)
+        # Like predict_ids: outputs past a row's length are zero.
+        x = tf.transpose(hs, [1, 0, 2]) * real  # [B, C, H]
+    hidden = layers[-1][2]
+    outputs[STEP_OUTPUT] = tf.sigmoid(tf.matmul(last_h, w) + b, name=STEP_OUTPUT)
+    # The logit at the next skill only: a gather of W's columns and an H-wide
+    # dot per step instead of the [H, S] matmul.
+    w_next = tf.gather(tf.transpose(w), next_skill)  # [B, C, H]
+    next_logit = tf.reduce_sum(x * w_next, axis=-1) + tf.gather(b, next_skill)
+    outputs["next_prob"] = tf.sigmoid(next_logit, name="next_prob")
+    logits = tf.matmul(tf.reshape(x, [batch * steps, hidden]), w) + b
+    outputs[OUTPUT] = tf.sigmoid(tf.reshape(logits, [batch, steps, num_skills]), name=OUTPUT)
     return inputs, outputs

@@ -3,7 +3,7 @@
     python -m dkt.upgrade --model models/dkt/1 --out models/dkt/2   # or in place: --model only
 
 The weights are read from the SavedModel's variables and loaded, unchanged, into
-a freshly built inference graph that carries predict, predict_ids and step. The
+a freshly built inference graph that carries predict, predict_ids, step and chunk. The
 architecture (num_skills, hidden sizes) comes from the variables' shapes, so no
 training run is needed to add a signature to a model that is already trained.
 """
@@ -38,7 +38,7 @@ def architecture(weights):
     if not layers or scope is None:
         raise SystemExit("no layer_N/rnn/lstm_cell/kernel variables: not a model written by dkt.train. A checkpoint "
                          "converted with dkt.convert keeps the origin's graph: dktscore serves it through predict, "
-                         "but it cannot get predict_ids or step")
+                         "but it cannot get predict_ids, step or chunk")
     num_skills = weights[f"{scope}/b" if scope else "b"].shape[0]
     return scope, num_skills, [layers[i] for i in sorted(layers)]
 
@@ -48,10 +48,12 @@ def upgrade(model_dir, out_dir):
     scope, num_skills, hidden = architecture(weights)
     args = argparse.Namespace(seed=42, num_skills=num_skills, hidden=hidden, learning_rate=0.0, scope=scope)
     with train.inference_session(weights, args) as (sess, model):
-        export.export_saved_model(sess, model.signatures(), out_dir)
+        signatures = model.signatures()
+        export.export_saved_model(sess, signatures, out_dir)
     extra = os.path.join(model_dir, "assets.extra")
     if os.path.isdir(extra) and os.path.abspath(extra) != os.path.abspath(os.path.join(out_dir, "assets.extra")):
         shutil.copytree(extra, os.path.join(out_dir, "assets.extra"))
+    return sorted(signatures)
 
 
 def main(argv=None):
@@ -62,18 +64,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     in_place = not args.out or os.path.abspath(args.out) == os.path.abspath(args.model)
     if not in_place:
-        upgrade(args.model, args.out)
+        signatures = upgrade(args.model, args.out)
     else:
         # Write beside it, then move the original aside and the new one in:
         # a failure at any point leaves one complete model at --model or
         # beside it, never none.
         tmp = tempfile.mkdtemp(prefix=".upgrade-", dir=os.path.dirname(os.path.abspath(args.model)))
         staged = os.path.join(tmp, "model")
-        upgrade(args.model, staged)
+        signatures = upgrade(args.model, staged)
         os.rename(args.model, os.path.join(tmp, "original"))
         os.rename(staged, args.model)
         shutil.rmtree(tmp)
-    print(f"re-exported {args.model if in_place else args.out} with signatures predict, predict_ids, step", file=sys.stderr)
+    print(f"re-exported {args.model if in_place else args.out} with signatures {', '.join(signatures)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
