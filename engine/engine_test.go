@@ -1,15 +1,16 @@
 package engine
 
 import (
-	"bufio"
 	"context"
+	"errors"
+	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/dktscore/dktscore/io/records"
 
 	"github.com/dktscore/dktscore/batching"
 	"github.com/dktscore/dktscore/model"
@@ -21,37 +22,26 @@ const (
 	testSplit    = "../data/assistments/builder_test.csv"
 )
 
-// readStudents parses the DKT 3-line CSV (n / skills / correct) on its own.
+// readStudents reads the test split with the records reader score uses; any
+// reject fails the test, since the split is clean.
 func readStudents(t *testing.T) []batching.Item {
 	t.Helper()
-	f, err := os.Open(testSplit)
+	r, err := records.Open(testSplit, records.FormatDKT3, records.Options{NumSkills: 124})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	var lines []string
-	for sc.Scan() {
-		if line := strings.Trim(strings.TrimSpace(sc.Text()), ","); line != "" {
-			lines = append(lines, line)
-		}
-	}
+	defer r.Close()
 	var items []batching.Item
-	for i := 0; i+2 < len(lines); i += 3 {
-		skills, flags := strings.Split(lines[i+1], ","), strings.Split(lines[i+2], ",")
-		it := batching.Item{Skills: make([]int32, len(skills)), Correct: make([]int8, len(flags))}
-		for j := range skills {
-			s, err1 := strconv.Atoi(strings.TrimSpace(skills[j]))
-			c, err2 := strconv.Atoi(strings.TrimSpace(flags[j]))
-			if err1 != nil || err2 != nil {
-				t.Fatalf("%s: student %d step %d: %v %v", testSplit, len(items), j, err1, err2)
-			}
-			it.Skills[j], it.Correct[j] = int32(s), int8(c)
+	for {
+		seq, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return items
 		}
-		items = append(items, it)
+		if err != nil {
+			t.Fatalf("%s: %v", testSplit, err)
+		}
+		items = append(items, batching.Item{Skills: seq.Skills, Correct: seq.Correct})
 	}
-	return items
 }
 
 // The chunk path (blocks of carried state) gives what one predict_ids call
